@@ -1,0 +1,120 @@
+"""A dataset = fact graph + vocabulary + corpus recipe + seed; the one object trainers and editors load.
+
+The corpus is never needed on disk: `Dataset.sampler` renders training rows on device, as a pure function
+of the step, from the same documents the text writer would write (in the same order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data_gen import corpus as corpus_lib
+from data_gen.corpus import CorpusConfig, CorpusTables
+from data_gen.graph import FactGraph, GraphConfig, make_graph
+from data_gen.probes import ProbeSet, build_probes
+from data_gen.templates import HEAD2, SKIP, TAIL2
+from data_gen.vocab import Vocab, make_vocab
+
+NATIVE_DIR = "native"
+NATIVE_ARRAYS = "graph.npz"
+NATIVE_JSON = "dataset.json"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  graph: FactGraph
+  vocab: Vocab
+  corpus: CorpusConfig
+  seed: int
+
+  @functools.cached_property
+  def tables(self) -> CorpusTables:
+    return corpus_lib.make_tables(self.graph, self.vocab, self.corpus, self.seed)
+
+  @property
+  def documents_per_pass(self) -> int:
+    return self.tables.layout.units_per_pass
+
+  @property
+  def num_documents(self) -> int:
+    return self.documents_per_pass * self.corpus.repeats
+
+  def min_document_length(self) -> int:
+    """A lower bound on the tokens of any document (one sentence, with '.' and end-of-text)."""
+    t = self.tables.template
+    always = (t.group_VxL < 0) & ~np.isin(t.codes_VxL, (SKIP, HEAD2, TAIL2))
+    lo = np.argmax(t.group_cdf_GxK > 0, axis=-1)  # smallest count with nonzero probability
+    per_group = np.array([lo[np.unique(g[g >= 0])].sum() for g in t.group_VxL])
+    return int((always.sum(-1) + per_group).min()) + 2
+
+  def sampler(self, batch_size: int, seq_len: int) -> Callable[[jax.Array], dict[str, jax.Array]]:
+    """A pure, jittable `step -> batch` over the corpus, in corpus order.
+
+    Row b of step t packs documents (t * B + b) * K ... + K - 1 (K just enough to fill a row) and cuts at
+    seq_len; a row never starts mid-document. Returns tokens int32[B, T], loss_mask bool[B, T] (False on
+    padding) and answer_mask bool[B, T] (True on answer tokens, for answer-only loss).
+    """
+    tables = self.tables
+    K = math.ceil(seq_len / self.min_document_length())
+    D = tables.document_length
+    num_documents = self.num_documents
+
+    def sample(step):
+      rows = jnp.asarray(step, jnp.uint32) * jnp.uint32(batch_size) + jnp.arange(batch_size, dtype=jnp.uint32)
+      index = rows[:, None] * jnp.uint32(K) + jnp.arange(K, dtype=jnp.uint32)[None, :]
+      # Past the last pass the corpus starts over (a training run longer than the corpus).
+      index = index % jnp.uint32(num_documents) if num_documents < 2 ** 32 else index
+      docs = corpus_lib.render_documents(tables, index.reshape(-1))
+      flat = lambda x: x.reshape(batch_size, K * D)  # noqa: E731
+      tokens, valid, answer, _ = corpus_lib.compact(flat(docs["tokens"]), flat(docs["keep"]), seq_len,
+                                                    flat(docs["is_answer"]))
+      return {"tokens": tokens, "loss_mask": valid, "answer_mask": answer & valid}
+
+    return sample
+
+  def documents(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Documents [start, stop) of the corpus as (tokens int32[N, D] PAD-padded, lengths int32[N])."""
+    index = np.arange(start, stop, dtype=np.uint32)
+    tokens, _, lengths = corpus_lib.render_compact_documents(self.tables, index, self.tables.document_length)
+    return np.asarray(tokens), np.asarray(lengths)
+
+  def probes(self, max_per_set: int | None = None) -> dict[str, ProbeSet]:
+    return build_probes(self.tables, self.graph, self.seed, max_per_set)
+
+  # The native form: arrays + JSON, loaded without parsing text.
+  def save_native(self, directory) -> None:
+    d = pathlib.Path(directory, NATIVE_DIR)
+    d.mkdir(parents=True, exist_ok=True)
+    np.savez(d / NATIVE_ARRAYS, **self.graph.arrays())
+    meta = {"seed": self.seed, "graph": dataclasses.asdict(self.graph.config),
+            "corpus": dataclasses.asdict(self.corpus), "vocab": self.vocab.layout()}
+    (d / NATIVE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def build(graph_config: GraphConfig, corpus_config: CorpusConfig, seed: int,
+          graph: FactGraph | None = None) -> Dataset:
+  corpus_config.validate()
+  graph = make_graph(graph_config, seed) if graph is None else graph
+  return Dataset(graph=graph, vocab=make_vocab(graph.config), corpus=corpus_config, seed=seed)
+
+
+def load(directory) -> Dataset:
+  """The dataset written by `python -m data_gen.generate --output_dir=directory`."""
+  d = pathlib.Path(directory, NATIVE_DIR)
+  meta = json.loads((d / NATIVE_JSON).read_text())
+  config = GraphConfig(**meta["graph"])
+  with np.load(d / NATIVE_ARRAYS) as arrays:
+    graph = FactGraph(config=config, **{k: arrays[k] for k in arrays.files})
+  vocab = Vocab.from_layout(meta["vocab"])
+  if vocab != make_vocab(config):
+    raise ValueError(f"{d / NATIVE_JSON}: vocabulary layout does not match the graph configuration")
+  return Dataset(graph=graph, vocab=vocab, corpus=CorpusConfig(**meta["corpus"]), seed=meta["seed"])

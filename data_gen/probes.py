@@ -1,0 +1,117 @@
+"""Probes: for every fact and probe form, the prompt tokens and the expected answer tokens.
+
+A probe set is rectangular: one fact kind and one probe form, so every prompt has the same length P and
+every answer the same length A. A model knows a fact when its greedy continuation of the prompt is the
+whole answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import jax.numpy as jnp
+import numpy as np
+
+from data_gen import hashing
+from data_gen.corpus import (OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, CorpusTables, compact,
+                             fact_tokens, render_sentences)
+from data_gen.graph import NONE
+from data_gen.templates import ProbeForm, Template, make_template, template_arrays
+
+_PURPOSE_PROBE_FILLER = 3
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProbeSet:
+  name: str
+  kind: int  # corpus.SUBJECT_OBJECT / SUBJECT_NESTED / OBJECT_NESTED
+  prompt_NxP: np.ndarray  # int32
+  answer_NxA: np.ndarray  # int32
+  subject_N: np.ndarray  # head member: a subject, or an object for object-nested facts
+  relationship_N: np.ndarray
+
+  def __len__(self) -> int:
+    return self.prompt_NxP.shape[0]
+
+
+def render_probe_tokens(template: Template, form: ProbeForm, facts_Nx5, vocab, seed: int):
+  """(prompt int32[N, P], answer int32[N, A]) of `facts` in probe form `form` of `template`."""
+  arrays = template_arrays(template, vocab)
+  facts_Nx5 = jnp.asarray(facts_Nx5, jnp.int32)
+  N = facts_Nx5.shape[0]
+  G = arrays.group_cdf_GxK.shape[0]
+  counts = jnp.broadcast_to(jnp.asarray(list(form.counts) + [0] * (G - len(form.counts)), jnp.int32), (N, G))
+  stream = hashing.hash_words(hashing.seed_word(seed, _PURPOSE_PROBE_FILLER),
+                              zlib.crc32(form.name.encode()), jnp.arange(N, dtype=jnp.uint32))
+  filler_u = hashing.uniforms(stream, arrays.length)
+  variant = jnp.full((N,), form.variant, jnp.int32)
+  tokens, keep, is_answer = render_sentences(arrays, facts_Nx5, variant, counts, filler_u)
+  out = []
+  for part in (keep & ~is_answer, keep & is_answer):
+    lengths = np.asarray(part.sum(-1))
+    width = int(lengths.max()) if N else 0
+    if N and lengths.min() != width:
+      raise ValueError(f"probe form {form.name}: rows of unequal length")
+    out.append(np.asarray(compact(tokens, part, width)[0]))
+  return out[0], out[1]
+
+
+def _subset(n: int, max_per_set: int | None, seed: int, salt: str) -> np.ndarray:
+  if max_per_set is None or n <= max_per_set:
+    return np.arange(n)
+  rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
+  return np.sort(rng.choice(n, size=max_per_set, replace=False))
+
+
+def probe_forms(tables: CorpusTables) -> tuple[ProbeForm, ...]:
+  """The corpus template's probe forms in use (the inverted word orders only when inversion is on)."""
+  cfg = tables.config
+  forms = make_template(cfg.phrase_creator, tables.vocab, cfg.inversion_frac).probes
+  if cfg.phrase_creator == "inverted" and cfg.inversion_frac == 0:
+    forms = forms[:1]
+  if cfg.phrase_creator == "nonsense":
+    forms = tuple(f for f in forms if f.name != "nonsense_sro" or cfg.inversion_frac > 0)
+  return forms
+
+
+def build_probes(tables: CorpusTables, graph, seed: int, max_per_set: int | None = None,
+                 ) -> dict[str, ProbeSet]:
+  """Every probe set of a pretraining corpus, in a stable order."""
+  S, R = graph.num_subjects, graph.num_relationships
+  subject_SxR, rel_SxR = np.meshgrid(np.arange(S), np.arange(R), indexing="ij")
+  subject, rel = subject_SxR.reshape(-1), rel_SxR.reshape(-1)
+  groups: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray | None, tuple[ProbeForm, ...],
+                     Template]] = []
+  main = make_template(tables.config.phrase_creator, tables.vocab, tables.config.inversion_frac)
+  forms = probe_forms(tables)
+  groups.append(("", SUBJECT_OBJECT, subject, rel, None, forms, main))
+  minority = graph.minority_SxR.reshape(-1)
+  dissenting = minority != NONE
+  if dissenting.any():
+    d_subject, d_rel = subject[dissenting], rel[dissenting]
+    groups.append(("_dissenting_majority", SUBJECT_OBJECT, d_subject, d_rel, None, forms, main))
+    groups.append(("_dissenting_minority", SUBJECT_OBJECT, d_subject, d_rel, minority[dissenting], forms,
+                   main))
+  if graph.config.nested:
+    groups.append(("_subject_nested", SUBJECT_NESTED, subject, rel, None, forms, main))
+    O = graph.num_objects
+    rel_o, obj = np.divmod(np.arange(R * O), O)
+    groups.append(("_object_nested", OBJECT_NESTED, obj, rel_o, None, forms, main))
+  if graph.config.questions_entity_frac > 0:
+    question = make_template("question", tables.vocab)
+    qa = graph.qa_subject_S[subject]
+    groups.append(("_trained", SUBJECT_OBJECT, subject[qa], rel[qa], None, question.probes, question))
+    groups.append(("_heldout", SUBJECT_OBJECT, subject[~qa], rel[~qa], None, question.probes, question))
+
+  probes = {}
+  for suffix, kind, head, r, override, group_forms, template in groups:
+    for form in group_forms:
+      name = form.name + suffix
+      keep = _subset(len(head), max_per_set, seed, name)
+      h, rr = head[keep], r[keep]
+      facts = fact_tokens(tables, np.full(len(h), kind), h, rr,
+                          None if override is None else override[keep])
+      prompt, answer = render_probe_tokens(template, form, facts, tables.vocab, seed)
+      probes[name] = ProbeSet(name, kind, prompt, answer, h.astype(np.int32), rr.astype(np.int32))
+  return probes

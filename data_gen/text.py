@@ -1,0 +1,94 @@
+"""Token ids <-> the original's text format, vectorized.
+
+A corpus line is ` SS 0085 0714 RR 1091 OO 1369.<|endoftext|>`: every word is preceded by a space, except
+"." and end-of-text which attach to the previous word. Probe files hold `prompt<TAB>answer`, both in the
+same spelling, so that prompt + answer is the sentence text.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from data_gen.vocab import DOT, EOT, PAD, Vocab
+
+_EOT_PLACEHOLDER = b"\x00"  # one byte in the fixed-width table, expanded once per chunk
+
+
+class WordTable:
+  """Fixed-width byte spellings of every token id, for gather-and-mask rendering of many rows at once."""
+
+  def __init__(self, vocab: Vocab):
+    self.vocab = vocab
+    words = vocab.words()
+    spellings = [b" " + w.encode() for w in words]
+    spellings[DOT] = b"."
+    spellings[EOT] = _EOT_PLACEHOLDER
+    spellings[PAD] = b""
+    self.width = max(len(s) for s in spellings)
+    self.bytes_VxW = np.zeros((len(spellings), self.width), np.uint8)
+    self.length_V = np.array([len(s) for s in spellings], np.int64)
+    for i, s in enumerate(spellings):
+      self.bytes_VxW[i, :len(s)] = np.frombuffer(s, np.uint8)
+    self.id_of_word = {w: i for i, w in enumerate(words)}
+    self.id_of_word[words[EOT]] = EOT
+
+  def join(self, tokens_NxL: np.ndarray, newline: bool = True) -> bytes:
+    """The text of rows of token ids (PAD is skipped), one line per row when `newline`."""
+    tokens_NxL = np.asarray(tokens_NxL)
+    if newline:
+      tokens_NxL = np.concatenate([tokens_NxL, np.full((tokens_NxL.shape[0], 1), -1)], axis=1)
+    ids = np.where(tokens_NxL < 0, PAD, tokens_NxL)
+    chars = self.bytes_VxW[ids]
+    mask = np.arange(self.width) < self.length_V[ids][..., None]
+    if newline:
+      chars[:, -1, 0] = ord("\n")
+      mask[:, -1, 0] = True
+    out = chars[mask].tobytes()
+    return out.replace(_EOT_PLACEHOLDER, b"<|endoftext|>")
+
+  def lines(self, tokens_NxL: np.ndarray) -> list[str]:
+    return self.join(tokens_NxL, newline=True).decode().splitlines()
+
+  def encode(self, text: str) -> list[int]:
+    """Token ids of one line of text (the inverse of `join`)."""
+    text = text.replace("<|endoftext|>", " <|endoftext|> ").replace(".", " . ")
+    return [self.id_of_word[w] for w in text.split()]
+
+
+def write_probe_file(path: pathlib.Path, table: WordTable, prompt_NxP: np.ndarray,
+                     answer_NxA: np.ndarray) -> None:
+  prompt = table.join(prompt_NxP, newline=False)
+  answer = table.join(answer_NxA, newline=False)
+  P = len(prompt) // max(len(prompt_NxP), 1)
+  A = len(answer) // max(len(answer_NxA), 1)
+  # Rows of a probe set have equal token counts and every word of a kind has the same spelling width,
+  # so each row has a fixed byte width and the two columns can be interleaved without a Python loop.
+  p = np.frombuffer(prompt, np.uint8).reshape(-1, P)
+  a = np.frombuffer(answer, np.uint8).reshape(-1, A)
+  tab = np.full((len(p), 1), ord("\t"), np.uint8)
+  nl = np.full((len(p), 1), ord("\n"), np.uint8)
+  path.write_bytes(np.concatenate([p, tab, a, nl], axis=1).tobytes())
+
+
+def read_probe_file(path: pathlib.Path, table: WordTable) -> tuple[list[list[int]], list[list[int]]]:
+  prompts, answers = [], []
+  for line in pathlib.Path(path).read_text().splitlines():
+    prompt, answer = line.split("\t")
+    prompts.append(table.encode(prompt))
+    answers.append(table.encode(answer))
+  return prompts, answers
+
+
+def read_token_stream(corpus_dir, vocab: Vocab) -> np.ndarray:
+  """All tokens of the text shards `corpus_dir/train/*.txt` as one int32 stream, in file order."""
+  table = WordTable(vocab)
+  paths = sorted(pathlib.Path(corpus_dir, "train").glob("*.txt"))
+  if not paths:
+    raise FileNotFoundError(f"no text shards under {corpus_dir}/train")
+  out = []
+  for path in paths:
+    for line in path.read_text().splitlines():
+      out.extend(table.encode(line))
+  return np.asarray(out, np.int32)
