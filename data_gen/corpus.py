@@ -253,9 +253,13 @@ def render_documents(tables: CorpusTables, doc_index) -> dict[str, jax.Array]:
   G = tpl.group_cdf_GxK.shape[0]
   stream = hashing.hash_words(tables.seed_word, pass_index[:, None], position[:, None],
                               jnp.arange(M, dtype=jnp.uint32)[None, :])  # [N, M]
-  u = hashing.uniforms(stream, 4 + G + L)
+  # Draw only what this template needs (static decisions): the per-sentence hash is the writer's main cost.
+  has_groups = bool((tpl.group_VxL >= 0).any())
+  has_filler = bool((tpl.codes_VxL == FILLER).any())
+  u = hashing.uniforms(stream, 4 + (G if has_groups else 0) + (L if has_filler else 0))
   u_minority, u_question, u_variant, u_order = u[..., 0], u[..., 1], u[..., 2], u[..., 3]
-  u_counts, u_filler = u[..., 4:4 + G], u[..., 4 + G:]
+  u_counts = u[..., 4:4 + G] if has_groups else jnp.zeros((N, M, G), jnp.float32)
+  u_filler = u[..., u.shape[-1] - L:] if has_filler else jnp.zeros((N, M, L), jnp.float32)
 
   is_so = kind == SUBJECT_OBJECT
   safe_subject = jnp.where(kind == OBJECT_NESTED, 0, head)
@@ -297,9 +301,9 @@ def compact(tokens_NxL, keep_NxL, width: int, *extra_NxL):
   return (out, valid, *extras, jnp.sum(keep_NxL, axis=-1).astype(jnp.int32))
 
 
-@functools.partial(jax.jit, static_argnums=(2,))
-def render_compact_documents(tables: CorpusTables, doc_index, width: int):
-  """Documents as compact rows (tokens, valid, lengths): the text writer's input."""
+@jax.jit
+def render_padded_documents(tables: CorpusTables, doc_index):
+  """Documents as rows with PAD in place of dropped pieces, and their lengths: the text writer's input
+  (the spelling step skips PAD, so no compaction is needed here)."""
   d = render_documents(tables, doc_index)
-  tokens, valid, lengths = compact(d["tokens"], d["keep"], width)
-  return tokens, valid, lengths
+  return jnp.where(d["keep"], d["tokens"], PAD), jnp.sum(d["keep"], axis=-1, dtype=jnp.int32)

@@ -84,8 +84,9 @@ class Dataset:
   def documents(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Documents [start, stop) of the corpus as (tokens int32[N, D] PAD-padded, lengths int32[N])."""
     index = np.arange(start, stop, dtype=np.uint32)
-    tokens, _, lengths = corpus_lib.render_compact_documents(self.tables, index, self.tables.document_length)
-    return np.asarray(tokens), np.asarray(lengths)
+    tokens, lengths = corpus_lib.render_padded_documents(self.tables, index)
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    return np.asarray(corpus_lib.compact(tokens, tokens != corpus_lib.PAD, tokens.shape[1])[0]), lengths
 
   def probes(self, max_per_set: int | None = None) -> dict[str, ProbeSet]:
     return build_probes(self.tables, self.graph, self.seed, max_per_set)

@@ -49,12 +49,14 @@ def seed_word(seed: int, purpose: int) -> np.uint32:
   return np.uint32(hash_words(np.uint32(h), np.uint32(hi), np.uint32(purpose)))
 
 
-def _feistel(x: jax.Array, key: jax.Array, half_bits: int) -> jax.Array:
+_ROUNDS = 4
+
+
+def _feistel(x: jax.Array, round_keys: tuple[jax.Array, ...], half_bits: int) -> jax.Array:
   mask = jnp.uint32((1 << half_bits) - 1)
   left, right = x >> half_bits, x & mask
-  for round_ in range(4):
-    f = mix32(right ^ hash_words(key, round_)) & mask
-    left, right = right, left ^ f
+  for k in round_keys:
+    left, right = right, left ^ (mix32(right ^ k) & mask)
   return (left << half_bits) | right
 
 
@@ -68,7 +70,8 @@ def permute(x: jax.Array, n: int, key: jax.Array) -> jax.Array:
   half = (bits + 1) // 2
   x = jnp.asarray(x).astype(jnp.uint32)
   key = jnp.broadcast_to(jnp.asarray(key, jnp.uint32), x.shape)
-  y = _feistel(x, key, half)
+  round_keys = tuple(hash_words(key, r) for r in range(_ROUNDS))
+  y = _feistel(x, round_keys, half)
   # Cycle-walking: the domain 4^half < 4n, so a few rounds at most bring every value back into [0, n).
   return jax.lax.while_loop(lambda y: jnp.any(y >= n),
-                            lambda y: jnp.where(y >= n, _feistel(y, key, half), y), y)
+                            lambda y: jnp.where(y >= n, _feistel(y, round_keys, half), y), y)

@@ -1,0 +1,60 @@
+"""What every binary shares: one-line errors for bad options, and all-or-nothing output folders."""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import shutil
+import sys
+import tempfile
+from typing import Callable
+
+from absl import app, flags
+
+from data_gen.errors import OptionError
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(1)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:  # absl prints a usage screen; one line is what a script can act on
+    _fail(str(e).splitlines()[0])
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """app.run, with flag errors and OptionErrors reported as one line and exit status 1."""
+
+  def guarded(argv):
+    try:
+      main(argv)
+    except OptionError as e:
+      _fail(str(e))
+
+  app.run(guarded, flags_parser=_parse_flags)
+
+
+@contextlib.contextmanager
+def atomic_directory(path, overwrite: bool = False, option: str = "output_dir"):
+  """Yields a temporary folder beside `path`; renames it to `path` only if the block succeeds."""
+  path = pathlib.Path(path)
+  if path.exists() and not overwrite:
+    raise OptionError(option, f"{path} already exists; choose a new folder or pass --overwrite")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+  try:
+    yield tmp
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  if path.exists():
+    old = path.with_name(f".{path.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+    path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+  else:
+    tmp.rename(path)
