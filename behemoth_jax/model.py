@@ -210,3 +210,21 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
   D, F, L, V = cfg.width, cfg.width * cfg.mlp_ratio, cfg.num_layers, cfg.vocab_size
   n_matmul = L * (3 * D * D + D * D + 2 * D * F) + D * V
   return 6.0 * n_matmul + 12.0 * L * seq_len * D
+
+
+def path_name(path) -> str:
+  """A pytree key path as "layers/3/mlp/down/kernel"."""
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def param_paths(params: dict) -> dict[str, jax.Array]:
+  """{"layers/3/mlp/down/kernel": array, ...}: the names edits select parameters by."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(params)
+  return {path_name(path): x for path, x in flat}
+
+
+def path_mask(params: dict, pattern: str) -> dict:
+  """A bool pytree like `params`: True where the path fully matches the regex `pattern`."""
+  import re
+  regex = re.compile(pattern)
+  return jax.tree_util.tree_map_with_path(lambda path, _: bool(regex.fullmatch(path_name(path))), params)

@@ -59,7 +59,7 @@ def make_train_step(cfg: model.ModelConfig, optimizer: optax.GradientTransformat
         state["params"], batch, cfg, answer_only)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "tokens": count}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "tokens": count}
     return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 
   rep = replicated(mesh)

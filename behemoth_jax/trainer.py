@@ -214,7 +214,10 @@ def run(config, workdir) -> dict:
     bar.close()
     manager.wait_until_finished()
 
-  final = run_eval(step, all_probes if all_probes is not None else ds.probes())
+  if last_eval is not None and last_eval["step"] == step and all_probes is not None:
+    final = last_eval  # the run stopped at an evaluation over every probe
+  else:
+    final = run_eval(step, all_probes if all_probes is not None else ds.probes())
   if manager.latest_step() != step:
     checkpoint.save(manager, step, state, force=True)
     manager.wait_until_finished()
