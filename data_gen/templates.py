@@ -13,6 +13,7 @@ A fact is (head, relationship, tail) as token ids: subject-object facts are (s, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 
 import numpy as np
@@ -167,6 +168,7 @@ class TemplateArrays:
     return self.codes_VxL.shape[1]
 
 
+@functools.lru_cache(maxsize=64)  # one object per template: jitted renderers key their cache on it
 def template_arrays(template: Template, vocab: Vocab) -> TemplateArrays:
   V = len(template.variants)
   L = max(len(v.pieces) for v in template.variants)
