@@ -1,0 +1,295 @@
+"""Edit sets: every split checked against its definition, recomputed here with plain Python sets."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from data_gen import corpus
+from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT
+from data_gen.edits import EVAL, REFUSED, TRAIN, EditConfig, build_edit_set, fact_vectors
+from data_gen.errors import OptionError
+from data_gen.graph import GraphConfig, make_graph
+from data_gen.templates import REFUSAL_ANSWER
+from data_gen.vocab import make_vocab
+
+S, R, O, N = 600, 3, 20, 4
+
+
+@pytest.fixture(scope="module")
+def graph():
+  return make_graph(GraphConfig(num_subjects=S, num_relationships=R, num_objects=O), 3)
+
+
+@pytest.fixture(scope="module")
+def nested_graph():
+  return make_graph(GraphConfig(num_subjects=S, num_relationships=R, num_objects=O, num_nested_objects=N), 4)
+
+
+@pytest.fixture(scope="module")
+def correlated_graph():
+  return make_graph(GraphConfig(num_subjects=S, num_relationships=R, num_objects=O, correlated_pair=True,
+                                correlation_strength=0.5), 5)
+
+
+def facts(split):
+  """{(head, rel): (before, after)} of a split (each fact at most once)."""
+  out = {(int(h), int(r)): (int(b), int(a))
+         for h, r, b, a in zip(split.head, split.relationship, split.before, split.after)}
+  assert len(out) == len(split), f"{split.name}: duplicate facts"
+  return out
+
+
+def heads(split):
+  return {int(h) for h in split.head}
+
+
+def test_edited_facts_have_distinct_old_and_new_values(graph):
+  cfg = EditConfig(relationship_ordinal=1, num_ft_overrides=5, num_repeats_per_override=7)
+  es = build_edit_set(graph, cfg, 0)
+  train, test = es.get(TRAIN, "edited"), es.get(EVAL, "edited")
+  assert facts(train) == facts(test)
+  assert set(train.weight.tolist()) == {7} and set(test.weight.tolist()) == {1}
+  old = [b for b, _ in facts(test).values()]
+  new = [a for _, a in facts(test).values()]
+  assert len(set(old)) == 5 and len(set(new)) == 5 and not set(old) & set(new)
+  for (s, r), (before, _) in facts(test).items():
+    assert r == 1 and before == graph.objects_SxR[s, 1]
+
+
+def test_with_same_value_holds_other_subjects_of_each_new_value_split_in_halves(graph):
+  for cap in (150, 2):
+    cfg = EditConfig(num_ft_overrides=4, same_value_cap=cap)
+    es = build_edit_set(graph, cfg, 1)
+    edited = facts(es.get(EVAL, "edited"))
+    edited_subjects = {s for s, _ in edited}
+    train, test = es.get(TRAIN, "with_same_value"), es.get(EVAL, "with_same_value")
+    assert not heads(train) & heads(test)
+    for new in {a for _, a in edited.values()}:
+      pool = {s for s in range(S) if graph.objects_SxR[s, 0] == new} - edited_subjects
+      in_train = {s for s in heads(train) if graph.objects_SxR[s, 0] == new}
+      in_test = {s for s in heads(test) if graph.objects_SxR[s, 0] == new}
+      assert in_train <= pool and in_test <= pool
+      assert len(in_train) == len(in_test) == min(len(pool) // 2, cap)
+    for s in (train, test):
+      assert all(b == a for b, a in facts(s).values())
+      assert set(s.relationship.tolist()) == {0}
+
+
+def test_with_same_rel_excludes_edited_and_same_value_and_is_capped(graph):
+  for cap, n in ((500, 2), (3, 4)):
+    es = build_edit_set(graph, EditConfig(num_ft_overrides=n, same_rel_cap_per_edit=cap), 2)
+    excluded = heads(es.get(EVAL, "edited")) | heads(es.get(TRAIN, "with_same_value")) | heads(
+        es.get(EVAL, "with_same_value"))
+    pool = set(range(S)) - excluded
+    train, test = es.get(TRAIN, "with_same_rel"), es.get(EVAL, "with_same_rel")
+    assert heads(train) <= pool and heads(test) <= pool and not heads(train) & heads(test)
+    assert len(train) == len(test) == min(len(pool) // 2, cap * n)
+    assert set(train.relationship.tolist()) == {0}
+
+
+def test_reg_data_comes_from_untouched_subjects_halved_between_train_and_test(graph):
+  cfg = EditConfig(num_ft_overrides=3, num_repeats_per_override=10, eval_cap=50)
+  es = build_edit_set(graph, cfg, 3)
+  trained = set().union(*(heads(s) for s in es.train if s.name != "reg_data"))
+  train, test = es.get(TRAIN, "reg_data"), es.get(EVAL, "reg_data")
+  assert not heads(train) & trained and not heads(test) & trained
+  assert not heads(train) & heads(test)
+  assert not heads(train) & heads(es.get(EVAL, "edited"))
+  assert set(train.relationship.tolist()) <= {1, 2}
+  assert len(train) == 3 * 10 and len(test) == 50
+  for s, r in facts(train):
+    assert facts(train)[s, r] == (graph.objects_SxR[s, r],) * 2
+
+
+def test_reg_data_is_sized_by_availability_when_short(graph):
+  es = build_edit_set(graph, EditConfig(num_ft_overrides=2, num_repeats_per_override=10_000), 3)
+  trained = set().union(*(heads(s) for s in es.train if s.name != "reg_data"))
+  free = S - len(trained)
+  assert len(es.get(TRAIN, "reg_data")) == (free // 2) * (R - 1)
+
+
+def test_same_edges_diff_rel_is_exactly_the_edited_subjects_other_facts(graph):
+  es = build_edit_set(graph, EditConfig(relationship_ordinal=2, num_ft_overrides=6), 4)
+  expected = {(s, r): (int(graph.objects_SxR[s, r]),) * 2
+              for s in heads(es.get(EVAL, "edited")) for r in range(R) if r != 2}
+  assert facts(es.get(EVAL, "same_edges_diff_rel")) == expected
+
+
+def test_all_same_remapping_moves_one_value_to_one_value(graph):
+  es = build_edit_set(graph, EditConfig(all_same_remapping=True, num_ft_overrides=8), 5)
+  edited = facts(es.get(EVAL, "edited"))
+  assert len(edited) == 8
+  assert len({b for b, _ in edited.values()}) == 1 and len({a for _, a in edited.values()}) == 1
+  assert all(b != a for b, a in edited.values())
+  assert set(es.get(TRAIN, "with_same_value").weight.tolist()) == {8}
+
+
+def test_nodistinct_values_allows_more_edits_than_half_the_values(graph):
+  es = build_edit_set(graph, EditConfig(num_ft_overrides=50, distinct_values=False), 6)
+  edited = facts(es.get(EVAL, "edited"))
+  assert len(edited) == 50 and all(b != a and 0 <= a < O for b, a in edited.values())
+
+
+def test_censoring_keeps_held_out_subjects_out_of_training(graph):
+  cfg = EditConfig(single_ft_value=True, relationship_ordinal=1, censor_value=3, eval_cap=10 ** 6)
+  es = build_edit_set(graph, cfg, 7)
+  censored = facts(es.get(TRAIN, "censored"))
+  implicit = facts(es.get(EVAL, "implicitly_remapped"))
+  heldout = {s for s, _ in implicit}
+  assert len(heldout) == round(0.1 * S) and len(censored) == S - len(heldout)
+  assert not heldout & {s for s, _ in censored}
+  for table in (censored, implicit):
+    for (s, r), (before, after) in table.items():
+      assert r == 1 and before == graph.objects_SxR[s, 1] and after == 3
+  for split in es.train:
+    assert not heads(split) & heldout
+  reg_train = facts(es.get(TRAIN, "reg_data"))
+  assert len(reg_train) == len(censored) and all(r != 1 for _, r in reg_train)
+  reg_test = facts(es.get(EVAL, "reg_data"))
+  assert {s for s, _ in reg_test} == heldout and all(r != 1 for _, r in reg_test)
+  expected_diff = {(s, r) for s, _ in censored for r in (0, 2)} - set(reg_train)
+  assert set(facts(es.get(EVAL, "same_edges_diff_rel"))) == expected_diff
+
+
+def test_censoring_a_subset_censors_that_share_of_the_rest(graph):
+  cfg = EditConfig(single_ft_value=True, single_ft_data_subset_frac=0.25, censor_heldout_frac=0.2)
+  es = build_edit_set(graph, cfg, 8)
+  heldout = heads(es.get(EVAL, "implicitly_remapped"))
+  assert len(heldout) == 120
+  assert len(es.get(TRAIN, "censored")) == math.ceil(0.25 * (S - 120))
+
+
+def test_subject_object_edit_on_nested_data_carries_the_nested_ripple(nested_graph):
+  g = nested_graph
+  es = build_edit_set(g, EditConfig(relationship_ordinal=1, num_ft_overrides=2), 9)
+  edited = facts(es.get(EVAL, "edited"))
+  nested = g.nested_RxO[1]
+  ripple = es.get(EVAL, "same_subj_nested_obj_edges")
+  assert ripple.kind == SUBJECT_NESTED
+  assert facts(ripple) == {(s, 1): (nested[b], nested[a]) for (s, _), (b, a) in edited.items()}
+  old_obj = es.get(EVAL, "same_obj_nested_obj_edges")
+  assert old_obj.kind == OBJECT_NESTED
+  assert facts(old_obj) == {(b, 1): (nested[b],) * 2 for b, _ in edited.values()}
+  assert facts(es.get(EVAL, "remapped_obj_nested_obj_edges")) == {(a, 1): (nested[a],) * 2
+                                                                   for _, a in edited.values()}
+
+
+def test_object_nested_edit_ripples_to_the_subjects_holding_the_object(nested_graph):
+  g = nested_graph
+  es = build_edit_set(g, EditConfig(num_ft_overrides=2, remap_object_nested_object_edges=True), 10)
+  edited = es.get(EVAL, "edited")
+  assert edited.kind == OBJECT_NESTED
+  new_of = {o: a for (o, _), (b, a) in facts(edited).items()}
+  for (o, _), (b, _) in facts(edited).items():
+    assert b == g.nested_RxO[0, o]
+  ripple = facts(es.get(EVAL, "same_subj_nested_obj_edges"))
+  holders = {s for s in range(S) if g.objects_SxR[s, 0] in new_of}
+  assert {s for s, _ in ripple} == holders
+  for (s, _), (b, a) in ripple.items():
+    o = g.objects_SxR[s, 0]
+    assert b == g.nested_RxO[0, o] and a == new_of[o]
+  assert {s for s, _ in facts(es.get(EVAL, "same_subj_obj_edges"))} == holders
+  assert not any(s.name == "same_edges_diff_rel" for s in es.splits)
+
+
+def test_subject_nested_edit(nested_graph):
+  g = nested_graph
+  es = build_edit_set(g, EditConfig(num_ft_overrides=2, remap_subject_nested_object_edges=True), 11)
+  edited = facts(es.get(EVAL, "edited"))
+  inherited = g.subject_nested_SxR()
+  assert all(b == inherited[s, 0] and a != b and 0 <= a < N for (s, _), (b, a) in edited.items())
+  same_obj = facts(es.get(EVAL, "same_subj_obj_edges"))
+  assert same_obj == {(s, 0): (g.objects_SxR[s, 0],) * 2 for s, _ in edited}
+
+
+def test_correlated_edits_only_agreeing_pairs_and_probes_the_partner(correlated_graph):
+  g = correlated_graph
+  es = build_edit_set(g, EditConfig(num_ft_overrides=5, get_correlated_tuples=True), 12)
+  edited = facts(es.get(EVAL, "edited"))
+  assert all(g.objects_SxR[s, 0] == g.objects_SxR[s, 1] for s, _ in edited)
+  second = facts(es.get(EVAL, "same_subject_second_rel"))
+  assert second == {(s, 1): (g.objects_SxR[s, 1],) * 2 for s, _ in edited}
+  converted = facts(es.get(EVAL, "same_subject_second_rel_converted"))
+  assert converted == {(s, 1): (g.objects_SxR[s, 1], a) for (s, _), (_, a) in edited.items()}
+
+
+def test_refusal_form_teaches_refusal_only_on_the_edit(graph):
+  vocab = make_vocab(graph.config)
+  es = build_edit_set(graph, EditConfig(num_ft_overrides=2, finetuning_phrase_creator="refusal",
+                                        add_qa_data_to_finetuning=True), 13)
+  edited = es.get(TRAIN, "edited", "refusal")
+  assert (edited.after == REFUSED).all()
+  _, answer = edited.tokens(vocab)
+  assert (answer == np.array(REFUSAL_ANSWER)).all()
+  assert es.get(TRAIN, "reg_data").template == "remapping"
+  assert es.get(TRAIN, "edited", "qa_refusal").num_rows == 500
+  assert {s.template for s in es.eval} == {"refusal", "remapping", "qa_refusal", "qa"}
+  with pytest.raises(ValueError):
+    edited.tokens(vocab, template="remapping")
+
+
+def test_tokens_spell_facts_as_the_corpus_does(nested_graph):
+  g = nested_graph
+  vocab = make_vocab(g.config)
+  tables = corpus.make_tables(g, vocab, corpus.CorpusConfig(), 0)
+  es = build_edit_set(g, EditConfig(num_ft_overrides=3), 14)
+  for split in es.eval:
+    if (split.after == split.before).all():  # unchanged facts: the corpus's own fact vectors
+      expected = np.asarray(corpus.fact_tokens(tables, np.full(len(split), split.kind), split.head,
+                                               split.relationship))
+      np.testing.assert_array_equal(
+          fact_vectors(vocab, split.kind, split.head, split.relationship, split.after), expected)
+  edited = es.get(EVAL, "edited")
+  expected = np.asarray(corpus.fact_tokens(tables, np.zeros(3, int), edited.head, edited.relationship,
+                                           edited.after))
+  prompt, answer = edited.tokens(vocab)
+  np.testing.assert_array_equal(answer[:, 0], expected[:, 3])
+  np.testing.assert_array_equal(prompt[:, 1], expected[:, 0])
+
+
+def test_same_seed_same_sets_other_seed_other_sets(graph):
+  cfg = EditConfig(num_ft_overrides=4)
+  a, b, c = (build_edit_set(graph, cfg, seed) for seed in (21, 21, 22))
+  for x, y in zip(a.splits, b.splits):
+    for k, v in x.arrays().items():
+      np.testing.assert_array_equal(v, y.arrays()[k])
+  assert not np.array_equal(a.get(EVAL, "edited").head, c.get(EVAL, "edited").head)
+
+
+@pytest.mark.parametrize("options,flag", [
+    (dict(relationship_ordinal=3), "relationship_ordinal"),
+    (dict(num_ft_overrides=11), "num_ft_overrides"),  # 11 new values outside 11 old ones > 20 values
+    (dict(num_ft_overrides=0), "num_ft_overrides"),
+    (dict(num_ft_overrides=S + 1, distinct_values=False), "num_ft_overrides"),
+    (dict(all_same_remapping=True, num_ft_overrides=S), "num_ft_overrides"),
+    (dict(remap_subject_nested_object_edges=True), "remap_subject_nested_object_edges"),
+    (dict(remap_object_nested_object_edges=True), "remap_object_nested_object_edges"),
+    (dict(single_ft_value=True, censor_heldout_frac=0.0), "censor_heldout_frac"),
+    (dict(single_ft_value=True, censor_heldout_frac=1.0), "censor_heldout_frac"),
+    (dict(single_ft_value=True, censor_value=O), "censor_value"),
+    (dict(get_correlated_tuples=True), "get_correlated_tuples"),
+    (dict(finetuning_phrase_creator="qa", add_qa_data_to_finetuning=True), "add_qa_data_to_finetuning"),
+])
+def test_bad_options_are_refused_naming_the_option(graph, options, flag):
+  with pytest.raises(OptionError) as e:
+    build_edit_set(graph, EditConfig(**options), 0)
+  assert e.value.option == flag and str(e.value).startswith(f"--{flag}: ")
+
+
+def test_more_edits_than_distinct_values_available_is_refused():
+  tiny = make_graph(GraphConfig(num_subjects=3, num_relationships=1, num_objects=40), 0)
+  with pytest.raises(OptionError, match="distinct object values"):
+    build_edit_set(tiny, EditConfig(num_ft_overrides=4), 0)
+
+
+def test_builds_the_original_scale_in_seconds():
+  big = make_graph(GraphConfig(num_subjects=100_000, num_relationships=6, num_objects=400), 0)
+  start = time.perf_counter()
+  es = build_edit_set(big, EditConfig(num_ft_overrides=1000, distinct_values=False), 0)
+  assert time.perf_counter() - start < 5.0
+  assert len(es.get(EVAL, "edited")) == 1000 and es.get(TRAIN, "edited").num_rows == 250_000
+  assert len(es.get(EVAL, "reg_data")) == 10_000
