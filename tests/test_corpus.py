@@ -1,0 +1,204 @@
+import collections
+
+import jax
+import numpy as np
+import pytest
+
+from data_gen import dataset
+from data_gen.corpus import CorpusConfig
+from data_gen.errors import OptionError
+from data_gen.graph import NONE, GraphConfig
+from data_gen.vocab import OO, RR, SS
+
+from tests.data_helpers import Roles
+
+
+def all_sentences(ds):
+  roles = Roles(ds.vocab)
+  tokens, _ = ds.documents(0, ds.num_documents)
+  return roles, [roles.sentences(row) for row in tokens]
+
+
+def within(share, p, n, sigmas=4.5):
+  return abs(share - p) <= sigmas * np.sqrt(p * (1 - p) / n) + 1e-9
+
+
+def test_each_fact_is_written_exactly_repeats_times_in_shuffled_mode():
+  graph_config = GraphConfig(num_subjects=30, num_relationships=3, num_objects=8, num_nested_objects=2,
+                             questions_entity_frac=0.4)
+  ds = dataset.build(graph_config, CorpusConfig(repeats=4, obj_nested_obj_edges_upweight=3), seed=0)
+  roles, docs = all_sentences(ds)
+  assert all(len(d) == 1 for d in docs)
+  counts = collections.Counter(roles.fact(d[0])[:3] for d in docs)
+  g = ds.graph
+  expected = {}
+  for s in range(30):
+    for r in range(3):
+      expected[(0, s, r)] = 4
+      expected[(1, s, r)] = 4
+  for r in range(3):
+    for o in range(8):
+      expected[(2, o, r)] = 12
+  assert counts == expected
+  for d in docs:  # every sentence states the graph's fact
+    kind, head, r, tail, _ = roles.fact(d[0])
+    if kind == 0:
+      assert tail == g.objects_SxR[head, r]
+    elif kind == 1:
+      assert tail == g.subject_nested_SxR()[head, r]
+    else:
+      assert tail == g.nested_RxO[r, head]
+
+
+def test_every_pass_is_a_permutation_and_passes_differ():
+  ds = dataset.build(GraphConfig(num_subjects=40, num_relationships=2, num_objects=5), CorpusConfig(repeats=3), 1)
+  roles, docs = all_sentences(ds)
+  facts = [roles.fact(d[0])[:3] for d in docs]
+  P = ds.documents_per_pass
+  passes = [facts[i * P:(i + 1) * P] for i in range(3)]
+  for p in passes:
+    assert len(set(p)) == P
+  assert passes[0] != passes[1] != passes[2]
+
+
+def test_minority_object_share_is_near_p():
+  config = GraphConfig(num_subjects=400, num_relationships=2, num_objects=10, minority_position_entity_frac=0.5)
+  ds = dataset.build(config, CorpusConfig(repeats=20, minority_position_frac=0.3), seed=2)
+  roles, docs = all_sentences(ds)
+  g, minority_uses, total = ds.graph, 0, 0
+  for d in docs:
+    _, s, r, o, _ = roles.fact(d[0])
+    if g.minority_SxR[s, r] == NONE:
+      assert o == g.objects_SxR[s, r]
+    else:
+      assert o in (g.objects_SxR[s, r], g.minority_SxR[s, r])
+      minority_uses += o == g.minority_SxR[s, r]
+      total += 1
+  assert total == 400 * 20 and within(minority_uses / total, 0.3, total)
+
+
+def test_questions_only_for_question_subjects_at_the_asked_share():
+  config = GraphConfig(num_subjects=400, num_relationships=2, num_objects=10, questions_entity_frac=0.5)
+  ds = dataset.build(config, CorpusConfig(repeats=10, questions_frac=0.4), seed=3)
+  roles, docs = all_sentences(ds)
+  asked = total = 0
+  for d in docs:
+    _, s, _, _, question = roles.fact(d[0])
+    if ds.graph.qa_subject_S[s]:
+      asked += question
+      total += 1
+    else:
+      assert not question
+  assert within(asked / total, 0.4, total)
+
+
+def test_inverted_word_orders_at_the_inversion_fraction():
+  ds = dataset.build(GraphConfig(num_subjects=500, num_relationships=2, num_objects=10),
+                     CorpusConfig(repeats=6, inversion_frac=0.6), seed=4)
+  _, docs = all_sentences(ds)
+  first = collections.Counter(d[0][0] for d in docs)  # SRO and SOR open with SS, OSR with OO, RSO with W9
+  n = len(docs)
+  sor = sum(1 for d in docs if d[0][0] == SS and d[0].index(OO) < d[0].index(RR))
+  assert within((first[SS] - sor) / n, 0.4, n)
+  assert within(sor / n, 0.2, n) and within(first[OO] / n, 0.2, n)
+
+
+def test_biography_documents_hold_each_fact_of_their_subject_once():
+  config = GraphConfig(num_subjects=20, num_relationships=4, num_objects=8, num_nested_objects=2)
+  ds = dataset.build(config, CorpusConfig(repeats=3, shuffle=False, obj_nested_obj_edges_upweight=2), seed=5)
+  roles, docs = all_sentences(ds)
+  per_subject = collections.Counter()
+  orders = set()
+  for d in docs:
+    facts = [roles.fact(s) for s in d]
+    if facts[0][0] == 2:
+      assert len(facts) == 1
+      continue
+    subjects = {f[1] for f in facts}
+    assert len(subjects) == 1
+    assert sorted((f[0], f[2]) for f in facts) == [(k, r) for k in (0, 1) for r in range(4)]
+    per_subject[subjects.pop()] += 1
+    orders.add(tuple((f[0], f[2]) for f in facts))
+  assert per_subject == {s: 3 for s in range(20)}
+  assert len(orders) > 10  # facts come in random order
+  assert len(docs) == 3 * (20 + 4 * 8 * 2)
+
+
+def test_sampler_rows_are_corpus_documents_in_order():
+  ds = dataset.build(GraphConfig(num_subjects=50, num_relationships=3, num_objects=6), CorpusConfig(repeats=2), 6)
+  B, T = 4, 40
+  sample = jax.jit(ds.sampler(B, T))
+  K = int(np.ceil(T / ds.min_document_length()))
+  for step in (0, 3):
+    batch = jax.tree.map(np.asarray, sample(step))
+    for b in range(B):
+      first = (step * B + b) * K
+      tokens, lengths = ds.documents(first, first + K)
+      stream = np.concatenate([t[:n] for t, n in zip(tokens, lengths)])
+      n = min(T, len(stream))
+      np.testing.assert_array_equal(batch["tokens"][b, :n], stream[:n])
+      assert batch["loss_mask"][b, :n].all() and not batch["loss_mask"][b, n:].any()
+
+
+def test_sampler_answer_mask_marks_exactly_the_objects():
+  ds = dataset.build(GraphConfig(num_subjects=2000, num_relationships=2, num_objects=6), CorpusConfig(repeats=2), 7)
+  batch = jax.tree.map(np.asarray, jax.jit(ds.sampler(8, 64))(0))
+  tokens, answer = batch["tokens"], batch["answer_mask"]
+  after_marker = np.zeros_like(answer)
+  after_marker[:, 1:] = tokens[:, :-1] == OO
+  np.testing.assert_array_equal(answer, after_marker & batch["loss_mask"])
+
+
+def test_sampler_is_pure_in_the_step_and_wraps_after_the_corpus():
+  ds = dataset.build(GraphConfig(num_subjects=12, num_relationships=2, num_objects=4), CorpusConfig(repeats=1), 8)
+  sample = jax.jit(ds.sampler(2, 30))
+  np.testing.assert_array_equal(sample(5)["tokens"], sample(5)["tokens"])
+  K = int(np.ceil(30 / ds.min_document_length()))
+  docs_per_step = 2 * K
+  assert ds.num_documents % docs_per_step == 0
+  period = ds.num_documents // docs_per_step
+  np.testing.assert_array_equal(sample(1)["tokens"], sample(1 + period)["tokens"])
+
+
+def test_documents_do_not_depend_on_chunking():
+  ds = dataset.build(GraphConfig(num_subjects=30, num_relationships=2, num_objects=4),
+                     CorpusConfig(repeats=3, phrase_creator="nonsense"), 9)
+  whole, _ = ds.documents(0, 100)
+  parts = np.concatenate([ds.documents(0, 37)[0], ds.documents(37, 100)[0]])
+  np.testing.assert_array_equal(whole, parts)
+
+
+def test_simplerepeats_counts_are_within_their_ranges():
+  ds = dataset.build(GraphConfig(num_subjects=100, num_relationships=2, num_objects=4),
+                     CorpusConfig(repeats=5, phrase_creator="simplerepeats"), 10)
+  m_s, m_r, m_o = (ds.vocab.grammar("simplerepeats").start + i for i in range(3))
+  seen = set()
+  tokens, _ = ds.documents(0, ds.num_documents)
+  for row in tokens:
+    row = list(row)
+    i_ss, i_oo = row.index(SS), row.index(OO)
+    before_s = row[:i_ss].count(m_s)
+    after_o = row[i_oo:].count(m_o)
+    assert 1 <= before_s <= 3 and 0 <= after_o <= 3 and 1 <= row.count(m_r) <= 6
+    seen.add((before_s, after_o))
+  assert len(seen) == 12  # every combination occurs
+
+
+def test_nonsense_fillers_come_from_the_filler_block_in_runs_of_one_to_five():
+  ds = dataset.build(GraphConfig(num_subjects=200, num_relationships=2, num_objects=4),
+                     CorpusConfig(repeats=3, phrase_creator="nonsense"), 11)
+  filler = ds.vocab.grammar("nonsense")
+  tokens, _ = ds.documents(0, ds.num_documents)
+  is_filler = (tokens >= filler.start) & (tokens < filler.stop)
+  per_doc = is_filler.sum(1)
+  assert per_doc.min() >= 3 and per_doc.max() <= 15
+  assert len(np.unique(tokens[is_filler])) > 900  # uniform over 1000 words
+
+
+def test_corpus_config_refusals():
+  for bad, option in ((dict(phrase_creator="qa"), "phrase_creator"), (dict(repeats=0), "repeats"),
+                      (dict(inversion_frac=-1), "inversion_frac"), (dict(questions_frac=2), "questions_frac"),
+                      (dict(obj_nested_obj_edges_upweight=0), "obj_nested_obj_edges_upweight")):
+    with pytest.raises(OptionError) as e:
+      CorpusConfig(**bad).validate()
+    assert e.value.option == option
