@@ -120,7 +120,9 @@ def main(argv: list[str]) -> None:
   if ds.tables.layout.units_per_pass * corpus_config.repeats >= 2 ** 32:
     raise OptionError("repeats", "the corpus would hold 2^32 documents or more; lower --repeats or "
                       "train from the on-device sampler, which needs no written corpus")
-  args = {name: flags.FLAGS[name].value for name in flags.FLAGS if name in _OWN_FLAGS}
+  # Where the output goes is not part of what it holds: leaving it out keeps same-seed outputs identical.
+  args = {name: flags.FLAGS[name].value for name in flags.FLAGS
+          if name in _OWN_FLAGS - {"output_dir", "overwrite"}}
   start = time.perf_counter()
   with cli.atomic_directory(_OUTPUT_DIR.value, _OVERWRITE.value) as tmp:
     meta = writer.write_dataset(tmp, ds, _SHARDS.value, args, corpus=not (_GRAPH_ONLY.value or
