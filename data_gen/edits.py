@@ -39,10 +39,11 @@ same_subj_nested_obj_edges (after = the new nested value: the ripple).
 Censoring (`single_ft_value`): facts of relationship r move to `censor_value` (the original: 0).
 A `censor_heldout_frac` share of heads (default 0.1; the original's default left none) is held out; of the
 rest a `single_ft_data_subset_frac` share is censored. Training: censored (weight 1, as the original),
-reg_data (reg_rows_per_edit_row facts of other relationships per censored fact, from heads not held out).
-Evaluation: censored (up to eval_cap), implicitly_remapped (held-out facts of r, after = censor value: does
-the censoring generalise?), reg_data (other relationships of entities in no training split, up to
-eval_cap), same_edges_diff_rel (censored subjects' other facts not used in training, up to eval_cap).
+reg_data (reg_rows_per_edit_row facts of other relationships per censored fact, from the training half of
+the entities not censored: clean and held-out ones, since only a held-out subject's relationship-r fact
+must stay out of training). Evaluation: censored (up to eval_cap), implicitly_remapped (held-out facts of r,
+after = censor value: does the censoring generalise?), reg_data (other relationships of the other half,
+up to eval_cap), same_edges_diff_rel (all other facts of up to eval_cap censored subjects).
 
 Templates: the edit rows use `finetuning_phrase_creator` (remapping = the statement form "sro", qa,
 refusal, qa_refusal). Rows that keep their answer use the answering counterpart of that form (refusal ->
@@ -485,14 +486,14 @@ def _censor(graph: FactGraph, cfg: EditConfig, rng) -> list[_Rows]:
   rel_r = lambda x: np.full(len(x), r, np.int64)  # noqa: E731
   rows = [_Rows("censored", TRAIN, kind, censored, rel_r(censored), col[censored], target, is_edit=True)]
 
+  # reg_data: facts of other relationships of entities not censored (clean and held-out ones: a held-out
+  # subject's relationship-r fact is what stays out of training), halved by entity between train and test.
   num_entities = H * R if kind == OBJECT_NESTED else H
-  head, rel = sel.facts_of_heads(np.arange(H), R)
-  entity = sel.entity_of_fact(kind, head, rel, R)
-  heldout_entity = np.zeros(num_entities, bool)
-  heldout_entity[sel.entity_of_fact(kind, heldout, rel_r(heldout), R)] = True
+  head, rel, in_train, in_test = _split_free_entities(
+      rng, kind, R, sel.entity_of_fact(kind, censored, rel_r(censored), R), num_entities)
   want = int(round(cfg.reg_rows_per_edit_row * len(censored)))
-  reg_train = sel.random_subset(rng, np.flatnonzero(~heldout_entity[entity] & (rel != r)), want)
-  rows.append(_unchanged("reg_data", TRAIN, kind, head[reg_train], rel[reg_train], V))
+  pick = sel.random_subset(rng, np.flatnonzero(in_train & (rel != r)), want)
+  rows.append(_unchanged("reg_data", TRAIN, kind, head[pick], rel[pick], V))
 
   sample = sel.random_subset(rng, censored, cfg.eval_cap)
   rows.append(_Rows("censored", EVAL, kind, sample, rel_r(sample), col[sample],
@@ -500,18 +501,11 @@ def _censor(graph: FactGraph, cfg: EditConfig, rng) -> list[_Rows]:
   sample = sel.random_subset(rng, heldout, cfg.eval_cap)
   rows.append(_Rows("implicitly_remapped", EVAL, kind, sample, rel_r(sample), col[sample],
                     np.full(len(sample), cfg.censor_value, np.int64), is_edit=True))
-  trained_entity = np.zeros(num_entities, bool)
-  trained_entity[sel.entity_of_fact(kind, censored, rel_r(censored), R)] = True
-  trained_entity[entity[reg_train]] = True
-  pick = sel.random_subset(rng, np.flatnonzero(~trained_entity[entity] & (rel != r)), cfg.eval_cap)
+  pick = sel.random_subset(rng, np.flatnonzero(in_test & (rel != r)), cfg.eval_cap)
   rows.append(_unchanged("reg_data", EVAL, kind, head[pick], rel[pick], V))
   if kind != OBJECT_NESTED:
-    used = np.zeros(H * R, bool)
-    used[reg_train] = True  # fact ids of the (head, rel) grid are head * R + rel
-    is_censored = np.zeros(H, bool)
-    is_censored[censored] = True
-    pick = sel.random_subset(rng, np.flatnonzero(is_censored[head] & (rel != r) & ~used), cfg.eval_cap)
-    rows.append(_unchanged("same_edges_diff_rel", EVAL, kind, head[pick], rel[pick], V))
+    h, rr = sel.facts_of_heads(sel.random_subset(rng, censored, cfg.eval_cap), R, exclude_rel=r)
+    rows.append(_unchanged("same_edges_diff_rel", EVAL, kind, h, rr, V))
   return rows
 
 

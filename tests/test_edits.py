@@ -147,13 +147,17 @@ def test_censoring_keeps_held_out_subjects_out_of_training(graph):
   for table in (censored, implicit):
     for (s, r), (before, after) in table.items():
       assert r == 1 and before == graph.objects_SxR[s, 1] and after == 3
-  for split in es.train:
-    assert not heads(split) & heldout
-  reg_train = facts(es.get(TRAIN, "reg_data"))
-  assert len(reg_train) == len(censored) and all(r != 1 for _, r in reg_train)
-  reg_test = facts(es.get(EVAL, "reg_data"))
-  assert {s for s, _ in reg_test} == heldout and all(r != 1 for _, r in reg_test)
-  expected_diff = {(s, r) for s, _ in censored for r in (0, 2)} - set(reg_train)
+  for split in es.train:  # no held-out fact of the censored relationship is trained
+    assert not {(s, r) for s, r in facts(split) if r == 1} & set(implicit)
+  reg_train, reg_test = facts(es.get(TRAIN, "reg_data")), facts(es.get(EVAL, "reg_data"))
+  censored_subjects = {s for s, _ in censored}
+  free = S - len(censored_subjects)
+  assert len(reg_train) == min(len(censored), (free // 2) * (R - 1))
+  assert len(reg_test) == (free - free // 2) * (R - 1)
+  for table in (reg_train, reg_test):
+    assert all(r != 1 for _, r in table) and not {s for s, _ in table} & censored_subjects
+  assert not {s for s, _ in reg_train} & {s for s, _ in reg_test}
+  expected_diff = {(s, r) for s, _ in censored for r in (0, 2)}
   assert set(facts(es.get(EVAL, "same_edges_diff_rel"))) == expected_diff
 
 
@@ -308,3 +312,33 @@ def test_fixed_form_rendering_matches_the_probe_renderer(nested_graph, template)
     expected = render_probe_tokens(tpl, tpl.probes[0], facts_Nx5, vocab, 0)
     for got, want in zip(render_fixed_form(tpl, vocab, facts_Nx5), expected):
       np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("options", [
+    dict(num_ft_overrides=4),
+    dict(num_ft_overrides=100, distinct_values=False, same_rel_cap_per_edit=2),
+    dict(num_ft_overrides=6, all_same_remapping=True),
+    dict(num_ft_overrides=2, remap_subject_nested_object_edges=True),
+    dict(num_ft_overrides=2, remap_object_nested_object_edges=True),
+    dict(single_ft_value=True, single_ft_data_subset_frac=0.5),
+    dict(single_ft_value=True, remap_object_nested_object_edges=True, censor_heldout_frac=0.25),
+    dict(num_ft_overrides=3, finetuning_phrase_creator="qa_refusal"),
+])
+def test_no_training_fact_leaks_into_evaluation_and_no_edited_entity_into_reg_data(nested_graph, options):
+  es = build_edit_set(nested_graph, EditConfig(**options), 16)
+  edit_names = ("edited", "censored")
+  key = lambda s: {(s.kind, h, r) for h, r in zip(s.head.tolist(), s.relationship.tolist())}  # noqa: E731
+  trained = set().union(*(key(s) for s in es.train if s.name not in edit_names))
+  edited = set().union(*(key(s) for s in es.train if s.name in edit_names))
+  for split in es.eval:
+    if split.name not in edit_names:
+      assert not key(split) & trained, split.name
+      assert not key(split) & edited or split.name == "implicitly_remapped", split.name
+  kind = es.train[0].kind
+  edited_entities = {(h, r if kind == OBJECT_NESTED else None) for _, h, r in edited}
+  for split in (es.get(TRAIN, "reg_data"), es.get(EVAL, "reg_data")):
+    entities = {(h, r if kind == OBJECT_NESTED else None) for _, h, r in key(split)}
+    assert not entities & edited_entities
+  for name in ("with_same_value", "with_same_rel"):
+    if name in es.names(TRAIN):
+      assert not key(es.get(TRAIN, name)) & key(es.get(EVAL, name))
