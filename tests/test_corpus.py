@@ -1,8 +1,10 @@
 import collections
 
+import hypothesis
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from data_gen import dataset
 from data_gen.corpus import CorpusConfig
@@ -23,23 +25,22 @@ def within(share, p, n, sigmas=4.5):
   return abs(share - p) <= sigmas * np.sqrt(p * (1 - p) / n) + 1e-9
 
 
-def test_each_fact_is_written_exactly_repeats_times_in_shuffled_mode():
-  graph_config = GraphConfig(num_subjects=30, num_relationships=3, num_objects=8, num_nested_objects=2,
-                             questions_entity_frac=0.4)
-  ds = dataset.build(graph_config, CorpusConfig(repeats=4, obj_nested_obj_edges_upweight=3), seed=0)
+@hypothesis.settings(max_examples=6)
+@given(S=st.integers(1, 40), R=st.integers(1, 3), nested=st.booleans(), repeats=st.integers(1, 4),
+       upweight=st.integers(1, 3), qa=st.sampled_from([0.0, 0.5]), seed=st.integers(0, 2 ** 40))
+def test_each_fact_is_written_exactly_repeats_times_in_shuffled_mode(S, R, nested, repeats, upweight, qa, seed):
+  graph_config = GraphConfig(num_subjects=S, num_relationships=R, num_objects=8,
+                             num_nested_objects=2 if nested else 0, questions_entity_frac=qa)
+  ds = dataset.build(graph_config, CorpusConfig(repeats=repeats, obj_nested_obj_edges_upweight=upweight), seed)
   roles, docs = all_sentences(ds)
   assert all(len(d) == 1 for d in docs)
   counts = collections.Counter(roles.fact(d[0])[:3] for d in docs)
-  g = ds.graph
-  expected = {}
-  for s in range(30):
-    for r in range(3):
-      expected[(0, s, r)] = 4
-      expected[(1, s, r)] = 4
-  for r in range(3):
-    for o in range(8):
-      expected[(2, o, r)] = 12
+  expected = {(0, s, r): repeats for s in range(S) for r in range(R)}
+  if nested:
+    expected.update({(1, s, r): repeats for s in range(S) for r in range(R)})
+    expected.update({(2, o, r): repeats * upweight for o in range(8) for r in range(R)})
   assert counts == expected
+  g = ds.graph
   for d in docs:  # every sentence states the graph's fact
     kind, head, r, tail, _ = roles.fact(d[0])
     if kind == 0:
