@@ -67,6 +67,8 @@ class Layout:
   nested: bool
   upweight: int
   shuffle: bool
+  dissenting: bool  # some facts have a minority object
+  questions: bool  # some subjects have Q/A sentences
 
   @property
   def num_subject_units(self) -> int:
@@ -92,19 +94,20 @@ class Layout:
     return S * R * (2 if self.nested else 1) + self.num_object_nested_units
 
 
-def block_tokens(member, block: Block, start=None) -> jax.Array:
+def block_tokens(member, block: Block, start=None, xp=jnp):
   """int32[..., 2] tokens of members of `block` (-1 for an absent second token); `start` may be traced."""
-  member = jnp.asarray(member, jnp.int32)
+  member = xp.asarray(member, xp.int32)
   start = block.start if start is None else start
   if not block.divisor:
-    return jnp.stack([start + member, jnp.full_like(member, -1)], -1)
+    return xp.stack([start + member, xp.full_like(member, -1)], -1)
   first, second = member // block.divisor, member % block.divisor
-  return jnp.stack([start + first, start + block.num_first + second], -1)
+  return xp.stack([start + first, start + block.num_first + second], -1)
 
 
-def scoped_tokens(member, r, first_block: Block) -> jax.Array:
+def scoped_tokens(member, r, first_block: Block, xp=jnp):
   """Tokens of a member of relationship r's block; the per-relationship blocks are contiguous and equal."""
-  return block_tokens(member, first_block, first_block.start + jnp.asarray(r, jnp.int32) * first_block.num_ids)
+  start = first_block.start + xp.asarray(r, xp.int32) * first_block.num_ids
+  return block_tokens(member, first_block, start, xp)
 
 
 @functools.partial(jax.tree_util.register_dataclass,
@@ -134,34 +137,42 @@ class CorpusTables:
     return self.layout.sentences_per_document * self.sentence_length + 1  # + end-of-text
 
 
-def _concat_templates(a: TemplateArrays, b: TemplateArrays) -> TemplateArrays:
-  L = max(a.length, b.length)
+def _corpus_template(main: TemplateArrays, question: TemplateArrays | None) -> TemplateArrays:
+  """The variants a corpus can use: the main template's with nonzero probability, then (if some subjects
+  have Q/A sentences) the question form. Fewer variants, fewer gathers per sentence."""
+  probs = np.diff(main.variant_cdf_V, prepend=0.0)
+  used = np.flatnonzero(probs > 0)
+  parts = [main] + ([question] if question is not None else [])
+  L = max(p.length for p in parts)
   pad = lambda x, v: np.pad(x, ((0, 0), (0, L - x.shape[1])), constant_values=v)  # noqa: E731
-  return dataclasses.replace(
-      a,
-      codes_VxL=np.concatenate([pad(a.codes_VxL, SKIP), pad(b.codes_VxL, SKIP)]),
-      group_VxL=np.concatenate([pad(a.group_VxL, -1), pad(b.group_VxL, -1)]),
-      rank_VxL=np.concatenate([pad(a.rank_VxL, 0), pad(b.rank_VxL, 0)]),
-      is_answer_VxL=np.concatenate([pad(a.is_answer_VxL, False), pad(b.is_answer_VxL, False)]))
+  stack = lambda field, v: np.concatenate(  # noqa: E731
+      [pad(getattr(main, field)[used], v)] + [pad(getattr(q, field), v) for q in parts[1:]])
+  cdf = np.cumsum(probs[used] / probs[used].sum()).astype(np.float32)
+  cdf[-1] = 1.0
+  return dataclasses.replace(main, codes_VxL=stack("codes_VxL", SKIP), group_VxL=stack("group_VxL", -1),
+                             rank_VxL=stack("rank_VxL", 0), is_answer_VxL=stack("is_answer_VxL", False),
+                             variant_cdf_V=cdf)
 
 
 def make_tables(graph: FactGraph, vocab: Vocab, config: CorpusConfig, seed: int) -> CorpusTables:
   config.validate()
   main = template_arrays(make_template(config.phrase_creator, vocab, config.inversion_frac), vocab)
-  question = template_arrays(make_template("question", vocab), vocab)
   layout = Layout(graph.num_subjects, graph.num_relationships, graph.num_objects, graph.config.nested,
-                  config.obj_nested_obj_edges_upweight, config.shuffle)
+                  config.obj_nested_obj_edges_upweight, config.shuffle,
+                  dissenting=bool((graph.minority_SxR != NONE).any()), questions=bool(graph.qa_subject_S.any()))
   require(layout.units_per_pass < 2 ** 31, "subjects",
           f"one pass holds {layout.units_per_pass} units; at most 2^31 - 1 are supported")
-  return CorpusTables(
-      objects_SxR=jnp.asarray(graph.objects_SxR), minority_SxR=jnp.asarray(graph.minority_SxR),
-      nested_RxO=jnp.asarray(graph.nested_RxO), qa_subject_S=jnp.asarray(graph.qa_subject_S),
-      template=_concat_templates(main, question), num_main_variants=main.codes_VxL.shape[0],
+  question = template_arrays(make_template("question", vocab), vocab) if layout.questions else None
+  template = _corpus_template(main, question)
+  return CorpusTables(  # numpy arrays: `device_tables` moves them to the accelerator when needed
+      objects_SxR=graph.objects_SxR, minority_SxR=graph.minority_SxR,
+      nested_RxO=graph.nested_RxO, qa_subject_S=graph.qa_subject_S,
+      template=template, num_main_variants=int(template.variant_cdf_V.shape[0]),
       layout=layout, vocab=vocab, config=config,
       seed_word=int(hashing.seed_word(seed, _PURPOSE_SENTENCE)))
 
 
-def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None) -> jax.Array:
+def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None, xp=jnp):
   """int32[..., FACT_WIDTH] = [head0, head1, rel, tail0, tail1] (-1: absent second token).
 
   kind: SUBJECT_OBJECT (head = subject, tail = its object, or `object_override`), SUBJECT_NESTED
@@ -169,120 +180,136 @@ def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None) -> ja
   tail = its nested value).
   """
   v = tables.vocab
-  kind, head, r = (jnp.asarray(x, jnp.int32) for x in (kind, head, r))
+  kind, head, r = (xp.asarray(x, xp.int32) for x in (kind, head, r))
   is_on = kind == OBJECT_NESTED
-  subject = jnp.where(is_on, 0, head)
+  subject = xp.where(is_on, 0, head)
   graph_object = tables.objects_SxR[subject, r]
-  obj = jnp.where(is_on, head, graph_object)
-  obj_tok = scoped_tokens(obj, r, v.objects(0))
-  head_tok = jnp.where(is_on[..., None], obj_tok, block_tokens(subject, v.subjects))
-  tail_object = graph_object if object_override is None else jnp.asarray(object_override, jnp.int32)
-  tail_tok = scoped_tokens(tail_object, r, v.objects(0))
+  obj = xp.where(is_on, head, graph_object)
+  obj_tok = scoped_tokens(obj, r, v.objects(0), xp)
+  head_tok = xp.where(is_on[..., None], obj_tok, block_tokens(subject, v.subjects, xp=xp))
+  tail_object = graph_object if object_override is None else xp.asarray(object_override, xp.int32)
+  tail_tok = scoped_tokens(tail_object, r, v.objects(0), xp)
   rel = v.relationships.start + r
   if tables.layout.nested:
-    nested_tok = scoped_tokens(tables.nested_RxO[r, obj], r, v.nested_objects(0))
-    tail_tok = jnp.where((kind == SUBJECT_OBJECT)[..., None], tail_tok, nested_tok)
-    rel = jnp.where(kind == SUBJECT_OBJECT, rel,
-                    jnp.where(is_on, v.block("object_nested_relationships").start + r,
+    nested_tok = scoped_tokens(tables.nested_RxO[r, obj], r, v.nested_objects(0), xp)
+    tail_tok = xp.where((kind == SUBJECT_OBJECT)[..., None], tail_tok, nested_tok)
+    rel = xp.where(kind == SUBJECT_OBJECT, rel,
+                    xp.where(is_on, v.block("object_nested_relationships").start + r,
                               v.block("subject_nested_relationships").start + r))
-  return jnp.concatenate([head_tok, rel[..., None], tail_tok], -1).astype(jnp.int32)
+  return xp.concatenate([head_tok, rel[..., None], tail_tok], -1).astype(xp.int32)
 
 
-def render_sentences(template: TemplateArrays, facts_Nx5, variant_N, counts_NxG, filler_u_NxL):
+def render_sentences(template: TemplateArrays, facts_Nx5, variant_N, counts_NxG, filler_u_NxL, xp=jnp):
   """Pieces -> (tokens int32[N, L], keep bool[N, L], is_answer bool[N, L]); dropped pieces stay in place."""
-  codes = jnp.asarray(template.codes_VxL)[variant_N]
-  group = jnp.asarray(template.group_VxL)[variant_N]
-  rank = jnp.asarray(template.rank_VxL)[variant_N]
-  is_answer = jnp.asarray(template.is_answer_VxL)[variant_N]
-  slot = jnp.clip(-1 - codes, 0, FACT_WIDTH - 1)
-  from_fact = jnp.take_along_axis(facts_Nx5, slot, axis=-1)
-  filler = template.filler_start + jnp.minimum(
-      (filler_u_NxL * template.filler_count).astype(jnp.int32), template.filler_count - 1)
-  tokens = jnp.where(codes >= 0, codes, jnp.where(codes == FILLER, filler, from_fact))
-  group_count = jnp.take_along_axis(counts_NxG, jnp.maximum(group, 0), axis=-1)
-  keep = (codes != SKIP) & (tokens >= 0) & ((group < 0) | (rank < group_count))
-  return tokens, keep, is_answer
+  single = template.codes_VxL.shape[0] == 1  # one variant: every row has the same pieces, no gathers
+  pick = (lambda x: xp.asarray(x)[:1]) if single else (lambda x: xp.asarray(x)[variant_N])  # noqa: E731
+  codes, is_answer = pick(template.codes_VxL), pick(template.is_answer_VxL)
+  slot = xp.clip(-1 - codes, 0, FACT_WIDTH - 1)
+  from_fact = facts_Nx5[:, slot[0]] if single else xp.take_along_axis(facts_Nx5, slot, axis=-1)
+  tokens = xp.where(codes >= 0, codes, from_fact)
+  if (template.codes_VxL == FILLER).any():
+    filler = template.filler_start + xp.minimum(
+        (filler_u_NxL * template.filler_count).astype(xp.int32), template.filler_count - 1)
+    tokens = xp.where(codes == FILLER, filler, tokens)
+  keep = (codes != SKIP) & (tokens >= 0)
+  if (template.group_VxL >= 0).any():
+    group, rank = pick(template.group_VxL), pick(template.rank_VxL)
+    group_count = xp.take_along_axis(counts_NxG, xp.broadcast_to(xp.maximum(group, 0), tokens.shape), axis=-1)
+    keep = keep & ((group < 0) | (rank < group_count))
+  return tokens, keep, xp.broadcast_to(is_answer, tokens.shape)
 
 
-def _sample_counts(template: TemplateArrays, u_NxG) -> jax.Array:
-  cdf = jnp.asarray(template.group_cdf_GxK)
-  return jnp.sum(u_NxG[..., None] >= cdf[None, :, :-1], axis=-1).astype(jnp.int32)
+def _sample_counts(template: TemplateArrays, u_NxG, xp):
+  cdf = xp.asarray(template.group_cdf_GxK)
+  return xp.sum(u_NxG[..., None] >= cdf[None, :, :-1], axis=-1).astype(xp.int32)
 
 
-def _decode_units(tables: CorpusTables, unit):
+def _decode_units(tables: CorpusTables, unit, xp):
   """unit int[N] -> per document slot: kind, head, relationship, valid (each [N, M])."""
   lay = tables.layout
   S, R, O, M = lay.num_subjects, lay.num_relationships, lay.num_objects, lay.sentences_per_document
-  unit = unit.astype(jnp.int32)
+  unit = unit.astype(xp.int32)
   is_subject_unit = unit < lay.num_subject_units
-  c = jnp.maximum(unit - lay.num_subject_units, 0) // lay.upweight
+  c = xp.maximum(unit - lay.num_subject_units, 0) // lay.upweight
   on_r, on_o = c // max(O, 1), c % max(O, 1)
   if lay.shuffle:
     per = S * R
-    kind = jnp.where(unit < per, SUBJECT_OBJECT, SUBJECT_NESTED)
+    kind = xp.where(unit < per, SUBJECT_OBJECT, SUBJECT_NESTED)
     sr = unit % per
     subject, r = sr // R, sr % R
-    kind = jnp.where(is_subject_unit, kind, OBJECT_NESTED)[:, None]
-    head = jnp.where(is_subject_unit, subject, on_o)[:, None]
-    rel = jnp.where(is_subject_unit, r, on_r)[:, None]
-    return kind, head, rel, jnp.ones_like(kind, bool)
-  m = jnp.arange(M)[None, :]
-  kind = jnp.where(is_subject_unit[:, None], jnp.where(m < R, SUBJECT_OBJECT, SUBJECT_NESTED),
+    kind = xp.where(is_subject_unit, kind, OBJECT_NESTED)[:, None]
+    head = xp.where(is_subject_unit, subject, on_o)[:, None]
+    rel = xp.where(is_subject_unit, r, on_r)[:, None]
+    return kind, head, rel, xp.ones_like(kind, bool)
+  m = xp.arange(M)[None, :]
+  kind = xp.where(is_subject_unit[:, None], xp.where(m < R, SUBJECT_OBJECT, SUBJECT_NESTED),
                    OBJECT_NESTED)
-  head = jnp.where(is_subject_unit[:, None], unit[:, None], on_o[:, None])
-  rel = jnp.where(is_subject_unit[:, None], m % R, on_r[:, None])
+  head = xp.where(is_subject_unit[:, None], unit[:, None], on_o[:, None])
+  rel = xp.where(is_subject_unit[:, None], m % R, on_r[:, None])
   valid = is_subject_unit[:, None] | (m == 0)
-  return kind, head, rel, jnp.broadcast_to(valid, kind.shape)
+  return kind, head, rel, xp.broadcast_to(valid, kind.shape)
 
 
-def render_documents(tables: CorpusTables, doc_index) -> dict[str, jax.Array]:
+def _stable_argsort(x, xp):
+  return np.argsort(x, axis=-1, kind="stable") if xp is np else jnp.argsort(x, axis=-1, stable=True)
+
+
+def render_documents(tables: CorpusTables, doc_index, xp=jnp) -> dict:
   """Documents `doc_index` (int[N], global over all passes) -> padded token rows.
 
   Returns tokens int32[N, D] (D = tables.document_length), keep bool[N, D] (False on dropped pieces, which
   are not compacted away here), is_answer bool[N, D].
   """
   lay, cfg, tpl = tables.layout, tables.config, tables.template
-  doc_index = jnp.asarray(doc_index).astype(jnp.uint32)
+  doc_index = xp.asarray(doc_index).astype(xp.uint32)
   P = lay.units_per_pass
-  pass_index, position = doc_index // jnp.uint32(P), doc_index % jnp.uint32(P)
-  perm_key = hashing.hash_words(tables.seed_word, _PURPOSE_PERMUTATION, pass_index)
-  unit = hashing.permute(position, P, perm_key)
-  kind, head, rel, valid = _decode_units(tables, unit)  # [N, M]
+  pass_index, position = doc_index // xp.uint32(P), doc_index % xp.uint32(P)
+  perm_key = hashing.hash_words(tables.seed_word, _PURPOSE_PERMUTATION, pass_index, xp=xp)
+  unit = hashing.permute(position, P, perm_key, xp)
+  kind, head, rel, valid = _decode_units(tables, unit, xp)  # [N, M]
   N, M = kind.shape
   L = tpl.length
   G = tpl.group_cdf_GxK.shape[0]
   stream = hashing.hash_words(tables.seed_word, pass_index[:, None], position[:, None],
-                              jnp.arange(M, dtype=jnp.uint32)[None, :])  # [N, M]
-  # Draw only what this template needs (static decisions): the per-sentence hash is the writer's main cost.
-  has_groups = bool((tpl.group_VxL >= 0).any())
-  has_filler = bool((tpl.codes_VxL == FILLER).any())
-  u = hashing.uniforms(stream, 4 + (G if has_groups else 0) + (L if has_filler else 0))
-  u_minority, u_question, u_variant, u_order = u[..., 0], u[..., 1], u[..., 2], u[..., 3]
-  u_counts = u[..., 4:4 + G] if has_groups else jnp.zeros((N, M, G), jnp.float32)
-  u_filler = u[..., u.shape[-1] - L:] if has_filler else jnp.zeros((N, M, L), jnp.float32)
+                              xp.arange(M, dtype=xp.uint32)[None, :], xp=xp)  # [N, M]
+  # Draw only what this corpus needs (static decisions): hashing is a large share of the writer's time.
+  sizes = {"minority": int(lay.dissenting and cfg.minority_position_frac > 0),
+           "question": int(lay.questions and cfg.questions_frac > 0),
+           "variant": int(tables.num_main_variants > 1), "order": int(M > 1),
+           "counts": G if (tpl.group_VxL >= 0).any() else 0, "filler": L if (tpl.codes_VxL == FILLER).any() else 0}
+  u = hashing.uniforms(stream, sum(sizes.values()), xp)
+  draws, start = {}, 0
+  for name, size in sizes.items():
+    draws[name] = u[..., start:start + size] if size else xp.zeros((N, M, 1), xp.float32)
+    start += size
+  u_minority, u_question = draws["minority"][..., 0], draws["question"][..., 0]
+  u_variant, u_order = draws["variant"][..., 0], draws["order"][..., 0]
+  u_counts = draws["counts"] if sizes["counts"] else xp.zeros((N, M, G), xp.float32)
+  u_filler = draws["filler"] if sizes["filler"] else xp.zeros((N, M, L), xp.float32)
 
   is_so = kind == SUBJECT_OBJECT
-  safe_subject = jnp.where(kind == OBJECT_NESTED, 0, head)
+  safe_subject = xp.where(kind == OBJECT_NESTED, 0, head)
   minority = tables.minority_SxR[safe_subject, rel]
   use_minority = is_so & (minority != NONE) & (u_minority < cfg.minority_position_frac)
   majority = tables.objects_SxR[safe_subject, rel]
-  facts = fact_tokens(tables, kind, head, rel, jnp.where(use_minority, minority, majority))
+  facts = fact_tokens(tables, kind, head, rel, xp.where(use_minority, minority, majority), xp)
 
   question = is_so & tables.qa_subject_S[safe_subject] & (u_question < cfg.questions_frac)
-  main_cdf = jnp.asarray(tpl.variant_cdf_V)
-  variant = jnp.minimum(jnp.sum(u_variant[..., None] >= main_cdf[:-1], -1), tables.num_main_variants - 1)
-  variant = jnp.where(question, tables.num_main_variants, variant)
-  counts = _sample_counts(tpl, u_counts)
+  main_cdf = xp.asarray(tpl.variant_cdf_V)
+  variant = xp.minimum(xp.sum(u_variant[..., None] >= main_cdf[:-1], -1), tables.num_main_variants - 1)
+  variant = xp.where(question, tables.num_main_variants, variant)
+  counts = _sample_counts(tpl, u_counts, xp)
   flat = lambda x: x.reshape((N * M,) + x.shape[2:])  # noqa: E731
-  tokens, keep, is_answer = render_sentences(tpl, flat(facts), flat(variant), flat(counts), flat(u_filler))
-  tokens = jnp.concatenate([tokens, jnp.full((N * M, 1), DOT, jnp.int32)], -1).reshape(N, M, L + 1)
-  keep = jnp.concatenate([keep, jnp.ones((N * M, 1), bool)], -1).reshape(N, M, L + 1) & valid[..., None]
-  is_answer = jnp.concatenate([is_answer, jnp.zeros((N * M, 1), bool)], -1).reshape(N, M, L + 1)
+  tokens, keep, is_answer = render_sentences(tpl, flat(facts), flat(variant), flat(counts), flat(u_filler),
+                                             xp)
+  tokens = xp.concatenate([tokens, xp.full((N * M, 1), DOT, xp.int32)], -1).reshape(N, M, L + 1)
+  keep = xp.concatenate([keep, xp.ones((N * M, 1), bool)], -1).reshape(N, M, L + 1) & valid[..., None]
+  is_answer = xp.concatenate([is_answer, xp.zeros((N * M, 1), bool)], -1).reshape(N, M, L + 1)
   if M > 1:  # biography: the subject's facts in a random order
-    order = jnp.argsort(jnp.where(valid, u_order, 2.0), axis=-1)
-    take = lambda x: jnp.take_along_axis(x, order[..., None], axis=1)  # noqa: E731
+    order = _stable_argsort(xp.where(valid, u_order, 2.0), xp)
+    take = lambda x: xp.take_along_axis(x, order[..., None], axis=1)  # noqa: E731
     tokens, keep, is_answer = take(tokens), take(keep), take(is_answer)
-  end = lambda x, v: jnp.concatenate([x.reshape(N, -1), jnp.full((N, 1), v, x.dtype)], -1)  # noqa: E731
+  end = lambda x, v: xp.concatenate([x.reshape(N, -1), xp.full((N, 1), v, x.dtype)], -1)  # noqa: E731
   return {"tokens": end(tokens, EOT), "keep": end(keep, True), "is_answer": end(is_answer, False)}
 
 
@@ -301,9 +328,14 @@ def compact(tokens_NxL, keep_NxL, width: int, *extra_NxL):
   return (out, valid, *extras, jnp.sum(keep_NxL, axis=-1).astype(jnp.int32))
 
 
-@jax.jit
-def render_padded_documents(tables: CorpusTables, doc_index):
+def render_padded_documents(tables: CorpusTables, doc_index, xp=np):
   """Documents as rows with PAD in place of dropped pieces, and their lengths: the text writer's input
-  (the spelling step skips PAD, so no compaction is needed here)."""
-  d = render_documents(tables, doc_index)
-  return jnp.where(d["keep"], d["tokens"], PAD), jnp.sum(d["keep"], axis=-1, dtype=jnp.int32)
+  (the spelling step skips PAD, so no compaction is needed here). With numpy tables and xp=np this needs
+  no compilation; the result is bit-identical to the jax path."""
+  d = render_documents(tables, doc_index, xp)
+  return xp.where(d["keep"], d["tokens"], PAD), xp.sum(d["keep"], axis=-1, dtype=xp.int32)
+
+
+def device_tables(tables: CorpusTables) -> CorpusTables:
+  """The same tables as jax arrays (what jitted code such as the sampler indexes with traced values)."""
+  return jax.tree.map(jnp.asarray, tables)

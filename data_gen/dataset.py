@@ -40,6 +40,7 @@ class Dataset:
   def tables(self) -> CorpusTables:
     return corpus_lib.make_tables(self.graph, self.vocab, self.corpus, self.seed)
 
+
   @property
   def documents_per_pass(self) -> int:
     return self.tables.layout.units_per_pass
@@ -63,7 +64,7 @@ class Dataset:
     seq_len; a row never starts mid-document. Returns tokens int32[B, T], loss_mask bool[B, T] (False on
     padding) and answer_mask bool[B, T] (True on answer tokens, for answer-only loss).
     """
-    tables = self.tables
+    tables = corpus_lib.device_tables(self.tables)
     K = math.ceil(seq_len / self.min_document_length())
     D = tables.document_length
     num_documents = self.num_documents
@@ -84,9 +85,9 @@ class Dataset:
   def documents(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Documents [start, stop) of the corpus as (tokens int32[N, D] PAD-padded, lengths int32[N])."""
     index = np.arange(start, stop, dtype=np.uint32)
-    tokens, lengths = corpus_lib.render_padded_documents(self.tables, index)
-    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
-    return np.asarray(corpus_lib.compact(tokens, tokens != corpus_lib.PAD, tokens.shape[1])[0]), lengths
+    tokens, lengths = corpus_lib.render_padded_documents(self.tables, index, np)
+    left = np.argsort(tokens == corpus_lib.PAD, axis=1, kind="stable")  # kept tokens first, in order
+    return np.take_along_axis(tokens, left, axis=1), lengths
 
   def probes(self, max_per_set: int | None = None) -> dict[str, ProbeSet]:
     return build_probes(self.tables, self.graph, self.seed, max_per_set)

@@ -8,18 +8,15 @@ whole answer.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import zlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from data_gen import hashing
 from data_gen.corpus import (OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, CorpusTables, fact_tokens,
                              render_sentences)
 from data_gen.graph import NONE
-from data_gen.templates import ProbeForm, Template, TemplateArrays, make_template, template_arrays
+from data_gen.templates import ProbeForm, Template, make_template, template_arrays
 
 _PURPOSE_PROBE_FILLER = 3
 
@@ -37,24 +34,20 @@ class ProbeSet:
     return self.prompt_NxP.shape[0]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _render(arrays: TemplateArrays, form: ProbeForm, facts_Nx5, filler_key):
+def render_probe_tokens(template: Template, form: ProbeForm, facts_Nx5, vocab, seed: int):
+  """(prompt int32[N, P], answer int32[N, A]) of `facts` in probe form `form` of `template`.
+
+  Runs in numpy (no compilation): probes are built once per dataset, on the host."""
+  arrays = template_arrays(template, vocab)
+  facts_Nx5 = np.asarray(facts_Nx5, np.int32)
   N = facts_Nx5.shape[0]
   G = arrays.group_cdf_GxK.shape[0]
-  counts = jnp.broadcast_to(jnp.asarray(list(form.counts) + [0] * (G - len(form.counts)), jnp.int32), (N, G))
-  stream = hashing.hash_words(filler_key, zlib.crc32(form.name.encode()), jnp.arange(N, dtype=jnp.uint32))
-  filler_u = hashing.uniforms(stream, arrays.length)
-  variant = jnp.full((N,), form.variant, jnp.int32)
-  return render_sentences(arrays, facts_Nx5, variant, counts, filler_u)
-
-
-def render_probe_tokens(template: Template, form: ProbeForm, facts_Nx5, vocab, seed: int):
-  """(prompt int32[N, P], answer int32[N, A]) of `facts` in probe form `form` of `template`."""
-  facts_Nx5 = jnp.asarray(facts_Nx5, jnp.int32)
-  N = facts_Nx5.shape[0]
-  tokens, keep, is_answer = (np.asarray(x) for x in _render(
-      template_arrays(template, vocab), form, facts_Nx5,
-      np.uint32(hashing.seed_word(seed, _PURPOSE_PROBE_FILLER))))
+  counts = np.broadcast_to(np.asarray(list(form.counts) + [0] * (G - len(form.counts)), np.int32), (N, G))
+  stream = hashing.hash_words(hashing.seed_word(seed, _PURPOSE_PROBE_FILLER), zlib.crc32(form.name.encode()),
+                              np.arange(N, dtype=np.uint32), xp=np)
+  filler_u = hashing.uniforms(stream, arrays.length, np)
+  variant = np.full((N,), form.variant, np.int32)
+  tokens, keep, is_answer = render_sentences(arrays, facts_Nx5, variant, counts, filler_u, np)
   out = []
   for part in (keep & ~is_answer, keep & is_answer):
     lengths = part.sum(-1)
@@ -62,9 +55,6 @@ def render_probe_tokens(template: Template, form: ProbeForm, facts_Nx5, vocab, s
       raise ValueError(f"probe form {form.name}: rows of unequal length")
     out.append(tokens[part].reshape(N, lengths[0] if N else 0))
   return out[0], out[1]
-
-
-_facts = jax.jit(fact_tokens)
 
 
 def _subset(n: int, max_per_set: int | None, seed: int, salt: str) -> np.ndarray:
@@ -120,9 +110,8 @@ def build_probes(tables: CorpusTables, graph, seed: int, max_per_set: int | None
       name = form.name + suffix
       keep = _subset(len(head), max_per_set, seed, name)
       h, rr = head[keep], r[keep]
-      facts = _facts(tables, np.full(len(h), kind, np.int32), h.astype(np.int32), rr.astype(np.int32),
-                     graph.objects_SxR[np.where(kind == OBJECT_NESTED, 0, h), rr] if override is None
-                     else override[keep])
+      facts = fact_tokens(tables, np.full(len(h), kind, np.int32), h, rr,
+                          None if override is None else override[keep], np)
       prompt, answer = render_probe_tokens(template, form, facts, tables.vocab, seed)
       probes[name] = ProbeSet(name, kind, prompt, answer, h.astype(np.int32), rr.astype(np.int32))
   return probes

@@ -34,6 +34,9 @@ class WordTable:
     padded = b"".join(s.ljust(self.width, _FILL) for s in spellings + [b"\n"])
     self._items = np.frombuffer(padded, dtype=f"V{self.width}")  # last item: the newline
     self._newline = len(spellings)
+    # For whole documents, end-of-text is written once per row as a constant ending (see join_documents).
+    self._document_items = self._items.copy()
+    self._document_items[EOT] = self._items[PAD]
     self.id_of_word = {w: i for i, w in enumerate(words)}
 
   def join(self, tokens_NxL: np.ndarray, newline: bool = True) -> bytes:
@@ -48,11 +51,10 @@ class WordTable:
   def join_documents(self, tokens_NxL: np.ndarray) -> bytes:
     """Like `join`, for rows that each end with end-of-text (corpus documents): the common ending is
     written as one constant column instead of a placeholder replaced afterwards."""
-    ids = np.asarray(tokens_NxL)
-    ids = np.where((ids < 0) | (ids == EOT), PAD, ids)
+    ids = np.ascontiguousarray(tokens_NxL)  # PAD-padded, never negative
     ending = b"<|endoftext|>\n"
     out = np.empty((ids.shape[0], ids.shape[1] * self.width + len(ending)), np.uint8)
-    out[:, :ids.shape[1] * self.width] = self._items[ids].view(np.uint8).reshape(ids.shape[0], -1)
+    out[:, :ids.shape[1] * self.width] = self._document_items[ids].view(np.uint8).reshape(ids.shape[0], -1)
     out[:, ids.shape[1] * self.width:] = np.frombuffer(ending, np.uint8)
     return out.tobytes().translate(None, _FILL)
 

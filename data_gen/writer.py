@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import pathlib
@@ -77,7 +78,7 @@ def write_graph_tokenized(path: pathlib.Path, ds: Dataset) -> None:
   s, r = np.meshgrid(np.arange(S), np.arange(R), indexing="ij")
   s, r = s.reshape(-1), r.reshape(-1)
   parts = [v.subjects.tokens(s), v.relationships.tokens(r),
-           corpus_lib.scoped_tokens(g.objects_SxR.reshape(-1), r, v.objects(0))]
+           corpus_lib.scoped_tokens(g.objects_SxR.reshape(-1), r, v.objects(0), np)]
   text = table.join(np.concatenate([np.asarray(p) for p in parts], -1), newline=True).decode()
   path.write_text(text)
 
@@ -93,22 +94,24 @@ def write_corpus(directory: pathlib.Path, ds: Dataset, num_shards: int, show_pro
   chunks = [(i, a, min(a + CHUNK_DOCUMENTS, bounds[i + 1]))
             for i in range(num_shards) for a in range(bounds[i], bounds[i + 1], CHUNK_DOCUMENTS)]
 
-  def dispatch(chunk):  # asynchronous: XLA renders the next chunk while numpy spells this one
-    _, a, _ = chunk
-    index = np.arange(a, a + CHUNK_DOCUMENTS, dtype=np.uint32)  # fixed shape: one compilation
-    return corpus_lib.render_padded_documents(ds.tables, index)
+  tables = ds.tables
 
+  def render(a, b):
+    return corpus_lib.render_padded_documents(tables, np.arange(a, b, dtype=np.uint32), np)
+
+  # Rendering (numpy, mostly GIL-free) of chunk k+1 overlaps spelling and writing chunk k.
   files = [open(directory / f"shard_{i:05d}.txt", "wb") for i in range(num_shards)]
   try:
-    pending = dispatch(chunks[0]) if chunks else None
-    for k, (shard, a, b) in enumerate(chunks):
-      tokens, lengths = pending
-      if k + 1 < len(chunks):
-        pending = dispatch(chunks[k + 1])
-      num_tokens += int(np.asarray(lengths)[:b - a].sum())
-      files[shard].write(table.join_documents(np.asarray(tokens)[:b - a]))
-      if progress:
-        progress.update(b - a)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+      pending = pool.submit(render, *chunks[0][1:]) if chunks else None
+      for k, (shard, a, b) in enumerate(chunks):
+        tokens, lengths = pending.result()
+        if k + 1 < len(chunks):
+          pending = pool.submit(render, *chunks[k + 1][1:])
+        num_tokens += int(lengths.sum())
+        files[shard].write(table.join_documents(tokens))
+        if progress:
+          progress.update(b - a)
   finally:
     for f in files:
       f.close()
