@@ -1,0 +1,58 @@
+r"""Writes RUN_DIR/report.md from what the demo's stages left in RUN_DIR (data, pretrain, edits).
+
+  python -m experiments.demo_report --run_dir=runs/demo
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from absl import app, flags
+
+_RUN_DIR = flags.DEFINE_string("run_dir", "runs/demo", "Folder holding data/, pretrain/ and edits/.")
+
+
+def _load(path: pathlib.Path):
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def build_report(run_dir: pathlib.Path) -> str:
+  meta = _load(run_dir / "data/metadata/metadata.json")
+  summary = _load(run_dir / "pretrain/summary.json")
+  edits = _load(run_dir / "edits/edit_set.json")
+  lines = [f"# behemoth-jax demo report ({run_dir})", ""]
+  if meta:
+    lines += ["## Data", "",
+              f"- {meta['num_subjects']} subjects x {meta['num_relationships']} relationships, "
+              f"{meta['num_objects']} objects per relationship: {meta['num_facts']} facts",
+              f"- vocabulary {meta['vocab_size']} ids; corpus {meta['num_documents']} documents, "
+              f"{meta['total_tokens']} tokens (seed {meta['seed']})",
+              f"- probe sets: {', '.join(sorted(meta['validation_sets'] or {}))}", ""]
+  if summary:
+    accuracies = {k[len("eval/"):-len("/accuracy")]: v for k, v in summary.items()
+                  if k.startswith("eval/") and k.endswith("/accuracy") and "/rel" not in k}
+    lines += ["## Pretraining", "", f"- steps: {summary.get('step')}, reached target: "
+              f"{summary.get('reached_target')}", "", "| probe set | greedy exact-match accuracy |",
+              "|---|---|"]
+    lines += [f"| {name} | {100 * value:.2f}% |" for name, value in sorted(accuracies.items())]
+    lines.append("")
+  if edits:
+    lines += ["## Edit set", "", "| file | role | facts | rows | changed by the edit |", "|---|---|---|---|---|"]
+    lines += [f"| {f['file']} | {f['role']} | {f['facts']} | {f['rows']} | {f['changed']} |"
+              for f in edits["files"]]
+    lines.append("")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  run_dir = pathlib.Path(_RUN_DIR.value)
+  report = build_report(run_dir)
+  (run_dir / "report.md").write_text(report + "\n")
+  print(report)
+  print(f"report written to {run_dir / 'report.md'}")
+
+
+if __name__ == "__main__":
+  app.run(main)
