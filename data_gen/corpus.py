@@ -9,8 +9,8 @@ So each fact is written exactly `repeats` times (times the up-weight for object-
 of a dissenting fact uses the minority object with probability `minority_position_frac`; a subject-object
 sentence of a Q/A subject is a question with probability `questions_frac`.
 
-`render_documents` is written in jax.numpy over `CorpusTables`; jitted, it feeds the on-device sampler and
-the text writer alike.
+`render_documents` is written against an array module `xp`: numpy (default) for the text writer and
+probes, jax.numpy under jit for the on-device sampler; both produce the same tokens.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from data_gen import hashing
@@ -94,7 +92,7 @@ class Layout:
     return S * R * (2 if self.nested else 1) + self.num_object_nested_units
 
 
-def block_tokens(member, block: Block, start=None, xp=jnp):
+def block_tokens(member, block: Block, start=None, xp=np):
   """int32[..., 2] tokens of members of `block` (-1 for an absent second token); `start` may be traced."""
   member = xp.asarray(member, xp.int32)
   start = block.start if start is None else start
@@ -104,23 +102,21 @@ def block_tokens(member, block: Block, start=None, xp=jnp):
   return xp.stack([start + first, start + block.num_first + second], -1)
 
 
-def scoped_tokens(member, r, first_block: Block, xp=jnp):
+def scoped_tokens(member, r, first_block: Block, xp=np):
   """Tokens of a member of relationship r's block; the per-relationship blocks are contiguous and equal."""
   start = first_block.start + xp.asarray(r, xp.int32) * first_block.num_ids
   return block_tokens(member, first_block, start, xp)
 
 
-@functools.partial(jax.tree_util.register_dataclass,
-                   data_fields=["objects_SxR", "minority_SxR", "nested_RxO", "qa_subject_S"],
-                   meta_fields=["template", "num_main_variants", "layout", "vocab", "config", "seed_word"])
 @dataclasses.dataclass(frozen=True, eq=False)
 class CorpusTables:
-  """Everything `render_documents` reads: device arrays plus static structure."""
+  """Everything `render_documents` reads: the graph's arrays (numpy, or jax via `device_tables`) plus
+  static structure."""
 
-  objects_SxR: jax.Array
-  minority_SxR: jax.Array
-  nested_RxO: jax.Array
-  qa_subject_S: jax.Array
+  objects_SxR: np.ndarray
+  minority_SxR: np.ndarray
+  nested_RxO: np.ndarray
+  qa_subject_S: np.ndarray
   template: TemplateArrays  # the corpus template's variants, then the question variant (Q/A sentences)
   num_main_variants: int
   layout: Layout
@@ -172,7 +168,7 @@ def make_tables(graph: FactGraph, vocab: Vocab, config: CorpusConfig, seed: int)
       seed_word=int(hashing.seed_word(seed, _PURPOSE_SENTENCE)))
 
 
-def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None, xp=jnp):
+def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None, xp=np):
   """int32[..., FACT_WIDTH] = [head0, head1, rel, tail0, tail1] (-1: absent second token).
 
   kind: SUBJECT_OBJECT (head = subject, tail = its object, or `object_override`), SUBJECT_NESTED
@@ -199,7 +195,7 @@ def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None, xp=jn
   return xp.concatenate([head_tok, rel[..., None], tail_tok], -1).astype(xp.int32)
 
 
-def render_sentences(template: TemplateArrays, facts_Nx5, variant_N, counts_NxG, filler_u_NxL, xp=jnp):
+def render_sentences(template: TemplateArrays, facts_Nx5, variant_N, counts_NxG, filler_u_NxL, xp=np):
   """Pieces -> (tokens int32[N, L], keep bool[N, L], is_answer bool[N, L]); dropped pieces stay in place."""
   single = template.codes_VxL.shape[0] == 1  # one variant: every row has the same pieces, no gathers
   pick = (lambda x: xp.asarray(x)[:1]) if single else (lambda x: xp.asarray(x)[variant_N])  # noqa: E731
@@ -251,10 +247,10 @@ def _decode_units(tables: CorpusTables, unit, xp):
 
 
 def _stable_argsort(x, xp):
-  return np.argsort(x, axis=-1, kind="stable") if xp is np else jnp.argsort(x, axis=-1, stable=True)
+  return np.argsort(x, axis=-1, kind="stable") if xp is np else xp.argsort(x, axis=-1, stable=True)
 
 
-def render_documents(tables: CorpusTables, doc_index, xp=jnp) -> dict:
+def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   """Documents `doc_index` (int[N], global over all passes) -> padded token rows.
 
   Returns tokens int32[N, D] (D = tables.document_length), keep bool[N, D] (False on dropped pieces, which
@@ -318,6 +314,7 @@ def compact(tokens_NxL, keep_NxL, width: int, *extra_NxL):
 
   Returns (tokens int32[N, width], valid bool[N, width], *extras, lengths int32[N] before the cut).
   """
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   N = tokens_NxL.shape[0]
   position = jnp.cumsum(keep_NxL, axis=-1) - 1
   target = jnp.where(keep_NxL & (position < width), position, width)  # `width` is out of range: dropped
@@ -330,12 +327,15 @@ def compact(tokens_NxL, keep_NxL, width: int, *extra_NxL):
 
 def render_padded_documents(tables: CorpusTables, doc_index, xp=np):
   """Documents as rows with PAD in place of dropped pieces, and their lengths: the text writer's input
-  (the spelling step skips PAD, so no compaction is needed here). With numpy tables and xp=np this needs
-  no compilation; the result is bit-identical to the jax path."""
+  (the spelling step skips PAD, so no compaction is needed here)."""
   d = render_documents(tables, doc_index, xp)
   return xp.where(d["keep"], d["tokens"], PAD), xp.sum(d["keep"], axis=-1, dtype=xp.int32)
 
 
 def device_tables(tables: CorpusTables) -> CorpusTables:
   """The same tables as jax arrays (what jitted code such as the sampler indexes with traced values)."""
-  return jax.tree.map(jnp.asarray, tables)
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return dataclasses.replace(tables, **{f: jnp.asarray(getattr(tables, f)) for f in _ARRAY_FIELDS})
+
+
+_ARRAY_FIELDS = ("objects_SxR", "minority_SxR", "nested_RxO", "qa_subject_S")

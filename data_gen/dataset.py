@@ -13,8 +13,6 @@ import math
 import pathlib
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from data_gen import corpus as corpus_lib
@@ -57,13 +55,14 @@ class Dataset:
     per_group = np.array([lo[np.unique(g[g >= 0])].sum() for g in t.group_VxL])
     return int((always.sum(-1) + per_group).min()) + 2
 
-  def sampler(self, batch_size: int, seq_len: int) -> Callable[[jax.Array], dict[str, jax.Array]]:
+  def sampler(self, batch_size: int, seq_len: int) -> Callable:
     """A pure, jittable `step -> batch` over the corpus, in corpus order.
 
     Row b of step t packs documents (t * B + b) * K ... + K - 1 (K just enough to fill a row) and cuts at
     seq_len; a row never starts mid-document. Returns tokens int32[B, T], loss_mask bool[B, T] (False on
     padding) and answer_mask bool[B, T] (True on answer tokens, for answer-only loss).
     """
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     tables = corpus_lib.device_tables(self.tables)
     K = math.ceil(seq_len / self.min_document_length())
     D = tables.document_length
@@ -74,7 +73,7 @@ class Dataset:
       index = rows[:, None] * jnp.uint32(K) + jnp.arange(K, dtype=jnp.uint32)[None, :]
       # Past the last pass the corpus starts over (a training run longer than the corpus).
       index = index % jnp.uint32(num_documents) if num_documents < 2 ** 32 else index
-      docs = corpus_lib.render_documents(tables, index.reshape(-1))
+      docs = corpus_lib.render_documents(tables, index.reshape(-1), jnp)
       flat = lambda x: x.reshape(batch_size, K * D)  # noqa: E731
       tokens, valid, answer, _ = corpus_lib.compact(flat(docs["tokens"]), flat(docs["keep"]), seq_len,
                                                     flat(docs["is_answer"]))

@@ -1,7 +1,8 @@
 """Counter-based randomness and a keyed permutation, in uint32 arithmetic.
 
-Each function takes `xp`: jax.numpy (default; traceable, for the on-device sampler) or numpy (the text
-writer, which needs no compilation); both give the same bits.
+Each function takes `xp`: numpy (default: the text writer and probes, no compilation) or jax.numpy
+(traceable, for the on-device sampler); both give the same bits. jax is imported only on that path, so
+writing text never pays for it.
 
 Every random choice of a sentence is a hash of (seed, pass, position, draw): any sentence of the corpus can
 be rendered alone, in any order, on any device, and the on-device sampler and the text writer produce the
@@ -11,19 +12,17 @@ pass over the corpus is shuffled while every unit still appears exactly once.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 _GOLDEN = 0x9E3779B9
 
 
-def mix32(x, xp=jnp):
+def mix32(x, xp=np):
   """A bijective avalanche mix of uint32 values (the 'lowbias32' constants)."""
   if xp is np:
     with np.errstate(over="ignore"):  # uint32 arithmetic wraps by design
       return _mix32(x, np)
-  return _mix32(x, jnp)
+  return _mix32(x, xp)
 
 
 def _mix32(x, xp):
@@ -35,7 +34,7 @@ def _mix32(x, xp):
   return x ^ (x >> 16)
 
 
-def hash_words(*words, xp=jnp):
+def hash_words(*words, xp=np):
   """Hash of a tuple of uint32 words (broadcasting)."""
   h = xp.asarray(_GOLDEN, dtype=xp.uint32)
   for w in words:
@@ -46,7 +45,7 @@ def hash_words(*words, xp=jnp):
   return mix32(h, xp)
 
 
-def uniforms(h, num: int, xp=jnp):
+def uniforms(h, num: int, xp=np):
   """float32[..., num] in [0, 1), the draws 0..num-1 of the stream named by hash `h`."""
   draws = xp.arange(num, dtype=xp.uint32) * xp.uint32(_GOLDEN)
   bits = mix32(h[..., None] ^ mix32(draws + xp.uint32(1), xp), xp)
@@ -69,7 +68,7 @@ def _feistel(x, round_keys, half_bits: int, xp):
   return (left << half_bits) | right
 
 
-def permute(x, n: int, key, xp=jnp):
+def permute(x, n: int, key, xp=np):
   """A permutation of [0, n) keyed by `key` (uint32, broadcastable to x), applied to x in [0, n)."""
   if n >= 2 ** 32:
     raise ValueError(f"permutation domain {n} exceeds 2^32")
@@ -88,5 +87,6 @@ def permute(x, n: int, key, xp=jnp):
       y[outside] = _feistel(y[outside], tuple(k[outside] for k in round_keys), half, np)
       outside = outside[y[outside] >= n]
     return y
-  return jax.lax.while_loop(lambda y: jnp.any(y >= n),
-                            lambda y: jnp.where(y >= n, _feistel(y, round_keys, half, jnp), y), y)
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.lax.while_loop(lambda y: xp.any(y >= n),
+                            lambda y: xp.where(y >= n, _feistel(y, round_keys, half, xp), y), y)
