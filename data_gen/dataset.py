@@ -55,29 +55,58 @@ class Dataset:
     per_group = np.array([lo[np.unique(g[g >= 0])].sum() for g in t.group_VxL])
     return int((always.sum(-1) + per_group).min()) + 2
 
-  def sampler(self, batch_size: int, seq_len: int) -> Callable:
-    """A pure, jittable `step -> batch` over the corpus, in corpus order.
+  def documents_per_row(self, seq_len: int) -> int:
+    """K: documents packed into a row of seq_len tokens (enough to fill it even with the shortest)."""
+    return math.ceil(seq_len / self.min_document_length())
 
-    Row b of step t packs documents (t * B + b) * K ... + K - 1 (K just enough to fill a row) and cuts at
+  def _packer(self, batch_size: int, seq_len: int) -> Callable:
+    """document indices uint32[B, K] -> batch dict (tokens, loss_mask, answer_mask), in jax."""
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    tables = corpus_lib.device_tables(self.tables)
+    width = self.documents_per_row(seq_len) * tables.document_length
+
+    def pack(index_BxK):
+      docs = corpus_lib.render_documents(tables, index_BxK.reshape(-1), jnp)
+      flat = lambda x: x.reshape(batch_size, width)  # noqa: E731
+      tokens, valid, answer, _ = corpus_lib.compact(flat(docs["tokens"]), flat(docs["keep"]), seq_len,
+                                                    flat(docs["is_answer"]))
+      return {"tokens": tokens, "loss_mask": valid, "answer_mask": answer & valid}
+
+    return pack
+
+  def sampler(self, batch_size: int, seq_len: int) -> Callable:
+    """A pure, jittable `step -> batch` over the corpus, in corpus order (what training uses: a resumed
+    run sees the same data, and the stream equals the written text).
+
+    Row b of step t packs documents (t * B + b) * K ... + K - 1 (K = documents_per_row) and cuts at
     seq_len; a row never starts mid-document. Returns tokens int32[B, T], loss_mask bool[B, T] (False on
     padding) and answer_mask bool[B, T] (True on answer tokens, for answer-only loss).
     """
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    tables = corpus_lib.device_tables(self.tables)
-    K = math.ceil(seq_len / self.min_document_length())
-    D = tables.document_length
+    K, pack = self.documents_per_row(seq_len), self._packer(batch_size, seq_len)
     num_documents = self.num_documents
 
     def sample(step):
       rows = jnp.asarray(step, jnp.uint32) * jnp.uint32(batch_size) + jnp.arange(batch_size, dtype=jnp.uint32)
       index = rows[:, None] * jnp.uint32(K) + jnp.arange(K, dtype=jnp.uint32)[None, :]
       # Past the last pass the corpus starts over (a training run longer than the corpus).
-      index = index % jnp.uint32(num_documents) if num_documents < 2 ** 32 else index
-      docs = corpus_lib.render_documents(tables, index.reshape(-1), jnp)
-      flat = lambda x: x.reshape(batch_size, K * D)  # noqa: E731
-      tokens, valid, answer, _ = corpus_lib.compact(flat(docs["tokens"]), flat(docs["keep"]), seq_len,
-                                                    flat(docs["is_answer"]))
-      return {"tokens": tokens, "loss_mask": valid, "answer_mask": answer & valid}
+      return pack(index % jnp.uint32(num_documents) if num_documents < 2 ** 32 else index)
+
+    return sample
+
+  def random_sampler(self, batch_size: int, seq_len: int) -> Callable:
+    """A pure, jittable `key -> batch`: documents drawn independently and uniformly from the whole
+    corpus (pass and position), i.e. i.i.d. from the corpus mixture. Same layout as `sampler`."""
+    import jax  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    K, pack = self.documents_per_row(seq_len), self._packer(batch_size, seq_len)
+    P, repeats = self.documents_per_pass, self.corpus.repeats
+
+    def sample(key):
+      pass_key, position_key = jax.random.split(key)
+      pass_index = jax.random.randint(pass_key, (batch_size, K), 0, repeats).astype(jnp.uint32)
+      position = jax.random.randint(position_key, (batch_size, K), 0, P).astype(jnp.uint32)
+      return pack(pass_index * jnp.uint32(P) + position)
 
     return sample
 

@@ -203,3 +203,24 @@ def test_corpus_config_refusals():
     with pytest.raises(OptionError) as e:
       CorpusConfig(**bad).validate()
     assert e.value.option == option
+
+
+def test_random_sampler_draws_the_corpus_mixture_from_a_key():
+  config = GraphConfig(num_subjects=50, num_relationships=2, num_objects=6, num_nested_objects=2)
+  ds = dataset.build(config, CorpusConfig(repeats=3, obj_nested_obj_edges_upweight=4), 12)
+  sample = jax.jit(ds.random_sampler(64, 48))
+  a, b = sample(jax.random.key(0)), sample(jax.random.key(0))
+  np.testing.assert_array_equal(a["tokens"], b["tokens"])
+  assert not np.array_equal(a["tokens"], sample(jax.random.key(1))["tokens"])
+  roles = Roles(ds.vocab)
+  kinds = collections.Counter()
+  for key in range(20):
+    tokens = np.asarray(sample(jax.random.key(key))["tokens"])
+    for row in tokens:
+      cut = np.flatnonzero(row == 0)  # whole documents only (the row is cut mid-document at its end)
+      for sentence in roles.sentences(row[:cut[-1] + 1] if len(cut) else []):
+        kinds[roles.fact(sentence)[0]] += 1
+  n = sum(kinds.values())
+  # A pass holds 100 subject-object, 100 subject-nested and 2 * 6 * 4 = 48 object-nested sentences.
+  for kind, share in ((0, 100 / 248), (1, 100 / 248), (2, 48 / 248)):
+    assert within(kinds[kind] / n, share, n)
