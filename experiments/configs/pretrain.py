@@ -41,7 +41,7 @@ def _base() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict(dict(
       num_layers=6, width=256, num_heads=8, max_len=256, mlp_ratio=4, rotary_pct=0.25,
-      rotary_base=10000.0, compute_dtype="auto"))  # auto: bfloat16 on GPU/TPU, float32 on CPU
+      rotary_base=10000.0, gelu_approximate=True, compute_dtype="auto"))  # auto: bfloat16 on GPU/TPU, float32 on CPU
 
   c.batch_size = 64
   c.seq_len = 129  # tokens per row; the model sees seq_len - 1 inputs
