@@ -335,3 +335,23 @@ def test_sigkill_and_restart_gives_the_same_weights(tmp_path):
   losses_a = {r["step"]: r["loss"] for r in metrics.read_jsonl(killed / "metrics.jsonl") if "loss" in r}
   losses_b = {r["step"]: r["loss"] for r in metrics.read_jsonl(straight / "metrics.jsonl") if "loss" in r}
   assert losses_a == losses_b
+
+
+def test_trains_from_a_generated_dataset_and_its_text_corpus(tmp_path):
+  data_dir = tmp_path / "data"
+  r = subprocess.run([sys.executable, "-m", "data_gen.generate", f"--output_dir={data_dir}",
+                      "--subjects=20", "--relationships=2", "--objects=4", "--repeats=5", "--seed=1"],
+                     cwd=REPO, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  config = _tiny(total_steps=6, eval_every=6, checkpoint_every=6, log_every=3)
+  config.data.dir = str(data_dir)
+  config.data.corpus_dir = str(data_dir)
+  summary = trainer.run(config, tmp_path / "run")
+  assert summary["step"] == 6
+  resolved = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert resolved["data"]["corpus_dir"] == str(data_dir)
+  # The vocabulary comes from the generated dataset, not from the config's graph defaults.
+  from data_gen import dataset
+  assert resolved["resolved"]["vocab_size"] == dataset.load(data_dir).vocab.size
+  losses = [r["loss"] for r in metrics.read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+  assert len(losses) == 2 and all(np.isfinite(losses))

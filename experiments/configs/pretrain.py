@@ -89,7 +89,7 @@ def get_config(name: str = "small") -> ml_collections.ConfigDict:
     c.batch_size, c.seq_len = 64, 65
     c.total_steps, c.warmup_steps = 2000, 100
     c.learning_rate = 2e-3
-    c.log_every, c.eval_every, c.checkpoint_every = 50, 250, 500
+    c.log_every, c.eval_every, c.checkpoint_every = 50, 100, 500
     c.eval_max_per_set = 0
     c.target_accuracy = 0.99
   return c
