@@ -19,8 +19,11 @@ from behemoth_jax import model
 KIND_NAMES = ("subject_object", "subject_nested", "object_nested")
 
 
-def make_exact_match_fn(cfg: model.ModelConfig) -> Callable:
-  """jitted `(params, prompt_NxP, answer_NxA) -> bool[N]` (the answer is produced greedily)."""
+def make_exact_match_fn(cfg: model.ModelConfig, mesh=None) -> Callable:
+  """jitted `(params, prompt_NxP, answer_NxA) -> bool[N]` (the answer is produced greedily).
+
+  With a mesh the result is replicated, so every process of a multi-host run can read all of it.
+  """
 
   def exact_match(params, prompt_NxP, answer_NxA):
     P, A = prompt_NxP.shape[1], answer_NxA.shape[1]
@@ -28,7 +31,10 @@ def make_exact_match_fn(cfg: model.ModelConfig) -> Callable:
     logits = model.forward(params, tokens_NxL, cfg)[:, P - 1:P - 1 + A]
     return jnp.all(jnp.argmax(logits, -1) == answer_NxA, axis=-1)
 
-  return jax.jit(exact_match)
+  if mesh is None:
+    return jax.jit(exact_match)
+  from jax.sharding import NamedSharding, PartitionSpec
+  return jax.jit(exact_match, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
 
 def _chunks(n: int, size: int):

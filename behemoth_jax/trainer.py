@@ -103,7 +103,7 @@ def run(config, workdir) -> dict:
   summary_path = workdir / SUMMARY_FILE
   if state is not None and summary_path.exists():
     summary = json.loads(summary_path.read_text())
-    if summary.get("step") == start:
+    if summary.get("step") == start and (summary.get("reached_target") or start >= config.total_steps):
       if lead:
         print(f"{workdir}: already finished at step {start}")
       return summary
@@ -126,7 +126,7 @@ def run(config, workdir) -> dict:
   sample = data.sharded_sampler(sample_fn, train.batch_sharding(mesh))
   train_step = train.make_train_step(cfg, optimizer, mesh, answer_only=config.answer_only)
 
-  exact_match = evaluate.make_exact_match_fn(cfg)
+  exact_match = evaluate.make_exact_match_fn(cfg, mesh)
   periodic_probes = ds.probes(max_per_set=config.eval_max_per_set or None)
   all_probes = periodic_probes if not config.eval_max_per_set else None
   stop_metrics = [m.strip() for m in config.stop_metrics.split(",") if m.strip()]

@@ -13,6 +13,8 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:name).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (created; resumed when it has checkpoints).")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (one process per "
+                                "host; the mesh then spans every host's devices).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -21,7 +23,7 @@ def main(argv):
   config = _CONFIG.value
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   import jax
-  if config.multihost:
+  if _MULTIHOST.value or config.multihost:
     jax.distributed.initialize()
   from behemoth_jax import trainer
   try:
