@@ -355,3 +355,29 @@ def test_trains_from_a_generated_dataset_and_its_text_corpus(tmp_path):
   assert resolved["resolved"]["vocab_size"] == dataset.load(data_dir).vocab.size
   losses = [r["loss"] for r in metrics.read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
   assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+@pytest.mark.parametrize("graph,expected", [
+    (dict(minority_position_entity_frac=0.25, questions_entity_frac=0.5),
+     ["sro", "sro_dissenting_majority", "sro_dissenting_minority", "question_trained", "question_heldout",
+      "kind/subject_object"]),
+    (dict(num_nested_objects=4), ["sro", "sro_subject_nested", "sro_object_nested", "kind/subject_nested",
+                                  "kind/object_nested"]),
+])
+def test_every_probe_kind_is_evaluated(tmp_path, graph, expected):
+  config = _tiny(total_steps=2, warmup_steps=1, eval_every=2, checkpoint_every=2, log_every=1)
+  for k, v in graph.items():
+    config.data.graph[k] = v
+  summary = trainer.run(config, tmp_path)
+  for name in expected:
+    assert f"eval/{name}/accuracy" in summary, sorted(summary)
+
+
+@pytest.mark.slow
+def test_small_config_learns_its_facts(tmp_path):
+  """The README claim: the small config reaches 99% exact match on its training facts (CPU, minutes)."""
+  config = pretrain_configs.get_config("small")
+  config.progress = False
+  summary = trainer.run(config, tmp_path)
+  assert summary["reached_target"]
+  assert summary["eval/sro/accuracy"] >= 0.99
