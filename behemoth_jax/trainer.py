@@ -85,10 +85,7 @@ def _write_json_atomic(path: pathlib.Path, obj) -> None:
 def run(config, workdir) -> dict:
   """Trains (or resumes) to config.total_steps or the target accuracy; returns the final summary."""
   validate(config)
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   lead = jax.process_index() == 0
-
   ds = load_dataset(config)
   cfg = model_config(config, ds.vocab.size)
   ocfg = optim_config(config)
@@ -97,6 +94,9 @@ def run(config, workdir) -> dict:
   mesh = train.make_mesh()
   _require(config.batch_size % mesh.size == 0, "batch_size",
            f"must be a multiple of the {mesh.size} devices, got {config.batch_size}")
+  # Only now, with every option checked, does the work dir appear.
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
 
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
   state, start = checkpoint.restore_latest(manager, train.abstract_state(cfg, optimizer, mesh))

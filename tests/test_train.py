@@ -294,10 +294,19 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
 
 
 def test_invalid_option_is_one_line_naming_it(tmp_path):
-  r = subprocess.run(_pretrain_cmd(tmp_path, "--config.seq_len=1"), cwd=REPO, env=SUBPROCESS_ENV,
+  r = subprocess.run(_pretrain_cmd(tmp_path / "run", "--config.seq_len=1"), cwd=REPO, env=SUBPROCESS_ENV,
                      capture_output=True, text=True, timeout=300)
   assert r.returncode != 0
   assert r.stderr.strip().splitlines()[-1] == "error: --config.seq_len: must be >= 2, got 1"
+  assert not tmp_path.joinpath("run").exists()
+
+
+def test_invalid_model_option_leaves_no_work_dir(tmp_path):
+  config = _tiny()
+  config.model.num_heads = 3
+  with pytest.raises(ValueError, match="num_heads=3"):
+    trainer.run(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
 
 
 def test_sigkill_and_restart_gives_the_same_weights(tmp_path):
