@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import optax
 
 
@@ -42,7 +43,6 @@ def schedule(cfg: OptimConfig) -> optax.Schedule:
 
 def _decay_mask(params):
   # No weight decay on biases, norms and the embedding, as in GPT-NeoX.
-  import jax
   return jax.tree_util.tree_map_with_path(
       lambda path, x: x.ndim == 2 and "embed" not in jax.tree_util.keystr(path), params)
 
