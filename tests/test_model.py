@@ -132,3 +132,19 @@ def test_invalid_model_options_name_the_option(field, value, option):
   bad = model.ModelConfig(**{**cfg.__dict__, field: value})
   with pytest.raises(ValueError, match=option):
     bad.validate()
+
+
+def test_bfloat16_compute_tracks_float32(params):
+  # The accelerator path: float32 parameters, bfloat16 matmuls, float32 logits and loss.
+  import dataclasses
+  bf16 = dataclasses.replace(CFG, compute_dtype="bfloat16")
+  tokens = _tokens(6)
+  a = model.forward(params, tokens, CFG)
+  b = model.forward(params, tokens, bf16)
+  assert b.dtype == jnp.float32
+  np.testing.assert_allclose(a, b, atol=0.05)
+  assert not np.array_equal(a, b)  # the matmuls really ran in bfloat16
+  batch = {"tokens": tokens, "loss_mask": jnp.ones(tokens.shape, bool),
+           "answer_mask": jnp.ones(tokens.shape, bool)}
+  grads = jax.grad(lambda p: losses.lm_loss(p, batch, bf16)[0])(params)
+  assert all(g.dtype == jnp.float32 and bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
