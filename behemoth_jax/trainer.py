@@ -50,14 +50,28 @@ def validate(config) -> None:
            "needs the on-device sampler (a text corpus carries no answer positions); unset data.corpus_dir")
 
 
+# The generator names options by its flags; a config user set them as config fields.
+_GENERATOR_FLAG_FIELDS = {"subjects": "num_subjects", "relationships": "num_relationships",
+                          "objects": "num_objects"}
+
+
 def load_dataset(config):
+  import dataclasses  # pylint: disable=g-import-not-at-top
   from data_gen import dataset
   from data_gen.corpus import CorpusConfig
+  from data_gen.errors import OptionError
   from data_gen.graph import GraphConfig
   if config.data.dir:
     return dataset.load(config.data.dir)
-  return dataset.build(GraphConfig(**config.data.graph.to_dict()),
-                       CorpusConfig(**config.data.corpus.to_dict()), seed=config.data.seed)
+  try:
+    graph_config = GraphConfig(**config.data.graph.to_dict())
+    graph_config.validate()
+    return dataset.build(graph_config, CorpusConfig(**config.data.corpus.to_dict()), seed=config.data.seed)
+  except OptionError as e:
+    field = _GENERATOR_FLAG_FIELDS.get(e.option, e.option)
+    group = "graph" if field in {f.name for f in dataclasses.fields(GraphConfig)} else "corpus"
+    message = str(e).split(": ", 1)[1]
+    raise ValueError(f"--config.data.{group}.{field}: {message}") from e
 
 
 def model_config(config, vocab_size: int) -> model.ModelConfig:

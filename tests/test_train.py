@@ -301,6 +301,26 @@ def test_invalid_option_is_one_line_naming_it(tmp_path):
   assert not tmp_path.joinpath("run").exists()
 
 
+@pytest.mark.parametrize("field,value,option", [
+    ("num_subjects", 0, "--config.data.graph.num_subjects"),
+    ("questions_entity_frac", 1.5, "--config.data.graph.questions_entity_frac"),
+])
+def test_invalid_data_option_names_the_config_field(tmp_path, field, value, option):
+  config = _tiny()
+  config.data.graph[field] = value
+  with pytest.raises(ValueError) as e:
+    trainer.run(config, tmp_path / "run")
+  assert str(e.value).startswith(option + ":") and "\n" not in str(e.value)
+  assert not (tmp_path / "run").exists()
+
+
+def test_invalid_corpus_option_names_the_config_field(tmp_path):
+  config = _tiny()
+  config.data.corpus.repeats = 0
+  with pytest.raises(ValueError, match=r"^--config\.data\.corpus\.repeats: must be an integer >= 1"):
+    trainer.run(config, tmp_path / "run")
+
+
 def test_invalid_model_option_leaves_no_work_dir(tmp_path):
   config = _tiny()
   config.model.num_heads = 3
