@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import resource
 import sys
 import time
 
@@ -133,6 +134,8 @@ def main(argv: list[str]) -> None:
   summary["validation_sets"] = sorted(meta["validation_sets"] or [])
   summary["output_dir"] = str(_OUTPUT_DIR.value)
   summary["seconds"] = round(time.perf_counter() - start, 3)
+  peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+  summary["peak_rss_mb"] = round(peak_kb / 1024, 1)  # of the largest process (shard workers included)
   print(json.dumps(summary))
 
 

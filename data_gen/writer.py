@@ -15,6 +15,8 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
+import os
 import pathlib
 
 import numpy as np
@@ -83,38 +85,55 @@ def write_graph_tokenized(path: pathlib.Path, ds: Dataset) -> None:
   path.write_text(text)
 
 
-def write_corpus(directory: pathlib.Path, ds: Dataset, num_shards: int, show_progress: bool = True) -> int:
-  """Writes every document, split into `num_shards` contiguous shards; returns the number of tokens."""
+def write_shard(ds: Dataset, path: pathlib.Path, start: int, stop: int) -> int:
+  """Writes documents [start, stop) to `path`; returns their number of tokens. Rendering (numpy, mostly
+  GIL-free) of chunk k+1 overlaps spelling and writing chunk k."""
+  table = WordTable(ds.vocab)
+
+  def render(a):
+    index = np.arange(a, min(a + CHUNK_DOCUMENTS, stop), dtype=np.uint32)
+    return corpus_lib.render_padded_documents(ds.tables, index, np)
+
+  num_tokens = 0
+  starts = range(start, stop, CHUNK_DOCUMENTS)
+  with open(path, "wb") as f, concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    pending = pool.submit(render, starts[0]) if starts else None
+    for k in range(len(starts)):
+      tokens, lengths = pending.result()
+      if k + 1 < len(starts):
+        pending = pool.submit(render, starts[k + 1])
+      num_tokens += int(lengths.sum())
+      f.write(table.join_documents(tokens))
+  return num_tokens
+
+
+def write_corpus(directory: pathlib.Path, ds: Dataset, num_shards: int, show_progress: bool = True,
+                 workers: int | None = None) -> int:
+  """Writes every document, split into `num_shards` contiguous shards; returns the number of tokens.
+
+  Shards are independent (a document is a pure function of its index), so large corpora are written by
+  one process per core. Processes are spawned, never forked: a caller may hold jax's threads."""
   directory.mkdir(parents=True, exist_ok=True)
   total = ds.num_documents
   bounds = np.linspace(0, total, num_shards + 1).astype(np.int64)
-  table = WordTable(ds.vocab)
+  shards = [(directory / f"shard_{i:05d}.txt", int(bounds[i]), int(bounds[i + 1])) for i in range(num_shards)]
+  if workers is None:  # a worker costs ~0.2 s to start: worth it only for several chunks per worker
+    workers = min(os.cpu_count() or 1, num_shards, total // (2 * CHUNK_DOCUMENTS))
   progress = Progress(total, "documents", "corpus") if show_progress else None
   num_tokens = 0
-  chunks = [(i, a, min(a + CHUNK_DOCUMENTS, bounds[i + 1]))
-            for i in range(num_shards) for a in range(bounds[i], bounds[i + 1], CHUNK_DOCUMENTS)]
-
-  tables = ds.tables
-
-  def render(a, b):
-    return corpus_lib.render_padded_documents(tables, np.arange(a, b, dtype=np.uint32), np)
-
-  # Rendering (numpy, mostly GIL-free) of chunk k+1 overlaps spelling and writing chunk k.
-  files = [open(directory / f"shard_{i:05d}.txt", "wb") for i in range(num_shards)]
-  try:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-      pending = pool.submit(render, *chunks[0][1:]) if chunks else None
-      for k, (shard, a, b) in enumerate(chunks):
-        tokens, lengths = pending.result()
-        if k + 1 < len(chunks):
-          pending = pool.submit(render, *chunks[k + 1][1:])
-        num_tokens += int(lengths.sum())
-        files[shard].write(table.join_documents(tokens))
+  if workers <= 1:
+    for shard in shards:
+      num_tokens += write_shard(ds, *shard)
+      if progress:
+        progress.update(shard[2] - shard[1])
+  else:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+      futures = {pool.submit(write_shard, ds, *shard): shard for shard in shards}
+      for future in concurrent.futures.as_completed(futures):
+        num_tokens += future.result()
         if progress:
-          progress.update(b - a)
-  finally:
-    for f in files:
-      f.close()
+          progress.update(futures[future][2] - futures[future][1])
   if progress:
     progress.close()
   return num_tokens

@@ -153,3 +153,12 @@ def test_existing_output_is_refused_unless_overwrite(rich, tmp_path):
   out.mkdir()
   proc = generate(out, *SMALL, check=False)
   assert proc.returncode != 0 and "--output_dir" in proc.stderr
+
+
+def test_shard_workers_write_the_same_bytes_as_one_process(tmp_path):
+  ds = dataset.build(GraphConfig(num_subjects=60, num_relationships=3, num_objects=8),
+                     dataset.CorpusConfig(repeats=5, inversion_frac=0.5), seed=4)
+  serial = writer.write_corpus(tmp_path / "serial", ds, 4, show_progress=False, workers=1)
+  parallel = writer.write_corpus(tmp_path / "parallel", ds, 4, show_progress=False, workers=2)
+  assert serial == parallel
+  assert tree_digest(tmp_path / "serial") == tree_digest(tmp_path / "parallel")
