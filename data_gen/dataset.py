@@ -117,8 +117,9 @@ class Dataset:
     left = np.argsort(tokens == corpus_lib.PAD, axis=1, kind="stable")  # kept tokens first, in order
     return np.take_along_axis(tokens, left, axis=1), lengths
 
-  def probes(self, max_per_set: int | None = None) -> dict[str, ProbeSet]:
-    return build_probes(self.tables, self.graph, self.seed, max_per_set)
+  def probes(self, max_per_set: int | None = None, templates: tuple[str, ...] = ()) -> dict[str, ProbeSet]:
+    """The corpus's probe sets (see probes.build_probes); `templates` adds other phrasings."""
+    return build_probes(self.tables, self.graph, self.seed, max_per_set, templates)
 
   # The native form: arrays + JSON, loaded without parsing text.
   def save_native(self, directory) -> None:

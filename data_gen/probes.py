@@ -65,19 +65,22 @@ def _subset(n: int, max_per_set: int | None, seed: int, salt: str) -> np.ndarray
 
 
 def probe_forms(tables: CorpusTables) -> tuple[ProbeForm, ...]:
-  """The corpus template's probe forms in use (the inverted word orders only when inversion is on)."""
+  """The corpus template's probe forms in use: for inverted, rso only when inversion is on (as the
+  original); every other template's forms always (nonsense: both orders)."""
   cfg = tables.config
   forms = make_template(cfg.phrase_creator, tables.vocab, cfg.inversion_frac).probes
   if cfg.phrase_creator == "inverted" and cfg.inversion_frac == 0:
     forms = forms[:1]
-  if cfg.phrase_creator == "nonsense":
-    forms = tuple(f for f in forms if f.name != "nonsense_sro" or cfg.inversion_frac > 0)
   return forms
 
 
 def build_probes(tables: CorpusTables, graph, seed: int, max_per_set: int | None = None,
-                 ) -> dict[str, ProbeSet]:
-  """Every probe set of a pretraining corpus, in a stable order."""
+                 templates: tuple[str, ...] = ()) -> dict[str, ProbeSet]:
+  """Every probe set of a pretraining corpus, in a stable order.
+
+  `templates` adds every subject-object fact in the probe forms of other templates (other phrasings,
+  e.g. ("qa", "refusal")); their sets are named by the form (qa, refusal, simplerepeats_s10_r10_o1, ...).
+  """
   S, R = graph.num_subjects, graph.num_relationships
   subject_SxR, rel_SxR = np.meshgrid(np.arange(S), np.arange(R), indexing="ij")
   subject, rel = subject_SxR.reshape(-1), rel_SxR.reshape(-1)
@@ -103,6 +106,10 @@ def build_probes(tables: CorpusTables, graph, seed: int, max_per_set: int | None
     qa = graph.qa_subject_S[subject]
     groups.append(("_trained", SUBJECT_OBJECT, subject[qa], rel[qa], None, question.probes, question))
     groups.append(("_heldout", SUBJECT_OBJECT, subject[~qa], rel[~qa], None, question.probes, question))
+
+  for name in templates:
+    other = make_template(name, tables.vocab, tables.config.inversion_frac)
+    groups.append(("", SUBJECT_OBJECT, subject, rel, None, other.probes, other))
 
   probes = {}
   for suffix, kind, head, r, override, group_forms, template in groups:

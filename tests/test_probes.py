@@ -77,3 +77,23 @@ def test_simplerepeats_probe_forms_are_every_combination():
   forms = make_template("simplerepeats", vocab).probes
   assert len(forms) == 3 * 4 * 3 * 4 * 3 and len({f.name for f in forms}) == len(forms)
   assert all(f.counts[-1] == 0 for f in forms)  # nothing after the object
+
+
+def test_other_phrasings_on_request(ds):
+  probes = ds.probes(max_per_set=50, templates=("qa", "refusal", "nonsense"))
+  assert {"qa", "refusal", "nonsense_rso", "nonsense_sro"} <= set(probes)
+  assert (probes["refusal"].answer_NxA == list(REFUSAL_ANSWER)).all()
+  roles = Roles(ds.vocab)
+  qa = probes["qa"]
+  kind, s, r, o, question = roles.fact(list(qa.prompt_NxP[0]) + list(qa.answer_NxA[0]))
+  assert question and o == ds.graph.objects_SxR[s, r]
+
+
+def test_nonsense_corpus_probes_both_orders():
+  ds = dataset.build(GraphConfig(num_subjects=20, num_relationships=2, num_objects=4),
+                     CorpusConfig(phrase_creator="nonsense"), seed=0)
+  probes = ds.probes()
+  assert {"nonsense_rso", "nonsense_sro"} <= set(probes)
+  filler = ds.vocab.grammar("nonsense")
+  prompt = probes["nonsense_sro"].prompt_NxP
+  assert (((prompt >= filler.start) & (prompt < filler.stop)).sum(1) == 6).all()  # 2 per gap
