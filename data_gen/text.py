@@ -58,9 +58,6 @@ class WordTable:
     out[:, ids.shape[1] * self.width:] = np.frombuffer(ending, np.uint8)
     return out.tobytes().translate(None, _FILL)
 
-  def lines(self, tokens_NxL: np.ndarray) -> list[str]:
-    return self.join(tokens_NxL, newline=True).decode().splitlines()
-
   def encode(self, text: str) -> list[int]:
     """Token ids of one line of text (the inverse of `join`)."""
     text = text.replace("<|endoftext|>", " <|endoftext|> ").replace(".", " . ")

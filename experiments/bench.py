@@ -15,7 +15,9 @@ import pathlib
 import platform
 import time
 
-from absl import app, flags
+from absl import flags
+
+from data_gen import cli
 
 SUITES = {"data": "experiments.bench_data", "train": "experiments.bench_train",
           "edits": "experiments.bench_edits"}
@@ -45,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)  # flag errors: one line, exit 1

@@ -8,8 +8,10 @@ evaluation), DIR/checkpoints/ (orbax) and DIR/summary.json (final accuracies).
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from data_gen import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:name).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (created; resumed when it has checkpoints).")
@@ -40,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)  # flag errors: one line, exit 1

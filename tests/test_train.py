@@ -301,6 +301,15 @@ def test_invalid_option_is_one_line_naming_it(tmp_path):
   assert not tmp_path.joinpath("run").exists()
 
 
+def test_unparsable_flag_is_one_line(tmp_path):
+  r = subprocess.run(_pretrain_cmd(tmp_path / "run", "--config.batch_size=abc"), cwd=REPO, env=SUBPROCESS_ENV,
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode != 0
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: flag --config.batch_size=abc")
+  assert not tmp_path.joinpath("run").exists()
+
+
 @pytest.mark.parametrize("field,value,option", [
     ("num_subjects", 0, "--config.data.graph.num_subjects"),
     ("questions_entity_frac", 1.5, "--config.data.graph.questions_entity_frac"),
