@@ -64,6 +64,26 @@ class WordTable:
     return [self.id_of_word[w] for w in text.split()]
 
 
+def spell_int_rows(values_NxC: np.ndarray, none: int = -1) -> bytes:
+  """Rows of non-negative ints as space-separated decimal lines, `None` where a value equals `none`.
+
+  Vectorized like WordTable: every number is spelled at a fixed width with fill bytes for its leading
+  zeros, then one `translate` deletes the fill."""
+  values = np.asarray(values_NxC, np.int64)
+  is_none = values == none
+  values = np.where(is_none, 0, values)
+  width = max(4, len(str(int(values.max(initial=0)))))
+  powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+  chars = (values[..., None] // powers % 10 + ord("0")).astype(np.uint8)  # [N, C, width]
+  leading = values[..., None] < powers  # a leading zero, except the units digit of 0
+  leading[..., -1] = False
+  chars[leading] = _FILL[0]
+  chars[is_none] = np.frombuffer(b"None".rjust(width, _FILL), np.uint8)
+  ends = np.full(values.shape + (1,), ord(" "), np.uint8)
+  ends[:, -1] = ord("\n")
+  return np.concatenate([chars, ends], -1).tobytes().translate(None, _FILL)
+
+
 def write_probe_file(path: pathlib.Path, table: WordTable, prompt_NxP: np.ndarray,
                      answer_NxA: np.ndarray) -> None:
   prompt = table.join(prompt_NxP, newline=False)

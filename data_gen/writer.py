@@ -25,31 +25,25 @@ from data_gen import corpus as corpus_lib
 from data_gen.dataset import Dataset
 from data_gen.graph import NONE, FactGraph, GraphConfig
 from data_gen.progress import Progress
-from data_gen.text import WordTable, write_probe_file
+from data_gen.text import WordTable, spell_int_rows, write_probe_file
 from data_gen.tokenizer import write_tokenizer
 
 CHUNK_DOCUMENTS = 1 << 18  # bounds memory: a chunk's tokens and bytes are a few tens of MB
 
 
-def _none_or(values: np.ndarray) -> np.ndarray:
-  return np.where(values == NONE, "None", values.astype(str))
-
-
 def write_graph_text(path: pathlib.Path, graph: FactGraph) -> None:
   S, R = graph.num_subjects, graph.num_relationships
   s, r = np.meshgrid(np.arange(S), np.arange(R), indexing="ij")
-  cols = [s.reshape(-1).astype(str), r.reshape(-1).astype(str), graph.objects_SxR.reshape(-1).astype(str),
-          _none_or(graph.minority_SxR.reshape(-1)), _none_or(graph.subject_nested_SxR().reshape(-1))]
-  rows = cols[0]
-  for c in cols[1:]:
-    rows = np.char.add(np.char.add(rows, " "), c)
-  path.write_text("\n".join(rows.tolist()) + "\n")
+  rows = np.stack([s, r, graph.objects_SxR, graph.minority_SxR, graph.subject_nested_SxR()], -1)
+  path.write_bytes(spell_int_rows(rows.reshape(S * R, 5), none=NONE))
 
 
 def read_graph_text(path, config: GraphConfig, qa_subject_S: np.ndarray | None = None) -> FactGraph:
   """A graph from `relationship_graph.txt`; the shape comes from the file, statistics from `config`."""
-  rows = [line.split() for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
-  table = np.array([[NONE if x == "None" else int(x) for x in row] for row in rows], np.int64)
+  words = pathlib.Path(path).read_text().replace("None", str(NONE)).split()
+  if not words or len(words) % 5:
+    raise ValueError("expected rows of 5 fields `s r o alt nested`")
+  table = np.array(words, dtype=np.int64).reshape(-1, 5)
   S, R = int(table[:, 0].max()) + 1, int(table[:, 1].max()) + 1
   objects = np.full((S, R), NONE, np.int64)
   minority = np.full((S, R), NONE, np.int64)

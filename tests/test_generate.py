@@ -162,3 +162,9 @@ def test_shard_workers_write_the_same_bytes_as_one_process(tmp_path):
   parallel = writer.write_corpus(tmp_path / "parallel", ds, 4, show_progress=False, workers=2)
   assert serial == parallel
   assert tree_digest(tmp_path / "serial") == tree_digest(tmp_path / "parallel")
+
+
+def test_spell_int_rows_matches_python_formatting():
+  values = np.array([[0, 7, 10, 123456, -1], [99999, -1, 1, 100, 0]])
+  expected = "".join(" ".join("None" if v == -1 else str(v) for v in row) + "\n" for row in values)
+  assert text.spell_int_rows(values).decode() == expected
