@@ -101,6 +101,11 @@ def run(config, workdir) -> dict:
   validate(config)
   lead = jax.process_index() == 0
   ds = load_dataset(config)
+  if not ds.corpus.shuffle and not config.data.corpus_dir:
+    # A row never starts mid-document; one shorter than a biography would cut its last facts every time.
+    longest = ds.tables.document_length
+    _require(config.seq_len >= longest, "seq_len",
+             f"must be >= {longest} in biography mode (the longest biography), got {config.seq_len}")
   cfg = model_config(config, ds.vocab.size)
   ocfg = optim_config(config)
   optimizer = optim.make_optimizer(ocfg)

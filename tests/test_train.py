@@ -330,6 +330,15 @@ def test_invalid_corpus_option_names_the_config_field(tmp_path):
     trainer.run(config, tmp_path / "run")
 
 
+def test_biography_rows_must_hold_a_whole_biography(tmp_path):
+  config = _tiny()
+  config.data.corpus.shuffle = False
+  config.data.graph.num_relationships = 4  # 4 sentences of 12 tokens + end-of-text > seq_len 33
+  with pytest.raises(ValueError, match=r"^--config\.seq_len: must be >= \d+ in biography mode"):
+    trainer.run(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
 def test_invalid_model_option_leaves_no_work_dir(tmp_path):
   config = _tiny()
   config.model.num_heads = 3
