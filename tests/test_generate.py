@@ -168,3 +168,16 @@ def test_spell_int_rows_matches_python_formatting():
   values = np.array([[0, 7, 10, 123456, -1], [99999, -1, 1, 100, 0]])
   expected = "".join(" ".join("None" if v == -1 else str(v) for v in row) + "\n" for row in values)
   assert text.spell_int_rows(values).decode() == expected
+
+
+def test_wide_words_past_ten_thousand_ids_round_trip_through_the_hf_tokenizer(tmp_path):
+  tokenizers = pytest.importorskip("tokenizers")
+  out = tmp_path / "wide"
+  generate(out, "--subjects=20", "--relationships=10", "--objects=1000", "--repeats=1", "--shards=1")
+  ds = dataset.load(out)
+  assert ds.vocab.size > 10_000 and ds.vocab.word_width == 5
+  tok = tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
+  lines = (out / "train/shard_00000.txt").read_text().splitlines()
+  docs, lengths = ds.documents(0, ds.num_documents)
+  assert [e.ids for e in tok.encode_batch(lines)] == [d[:n].tolist() for d, n in zip(docs, lengths)]
+  assert max(max(e.ids) for e in tok.encode_batch(lines)) >= 10_000
