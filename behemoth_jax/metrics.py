@@ -1,13 +1,10 @@
-"""Metrics as JSON lines (one object per logging step) and a terminal progress bar."""
+"""Metrics as JSON lines: one object per logging step, appended line by line."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
-import sys
-import time
 
 
 class JsonlWriter:
@@ -49,39 +46,3 @@ def truncate_after(path, step: int) -> None:
 
 def read_jsonl(path) -> list[dict]:
   return [json.loads(line) for line in pathlib.Path(path).read_text(encoding="utf-8").splitlines() if line]
-
-
-def _duration(seconds: float) -> str:
-  if not math.isfinite(seconds):
-    return "?"
-  seconds = int(seconds)
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class ProgressBar:
-  """One updating line on stderr: step, loss, tokens/s and ETA."""
-
-  def __init__(self, total: int, start: int = 0, enabled: bool = True, stream=None, width: int = 24):
-    self.total, self.start = total, start
-    self.enabled = enabled
-    self.stream = stream or sys.stderr
-    self.width = width
-    self._t0 = time.perf_counter()
-
-  def update(self, step: int, tokens_per_s: float, loss: float) -> None:
-    if not self.enabled:
-      return
-    frac = step / max(self.total, 1)
-    filled = int(frac * self.width)
-    elapsed = time.perf_counter() - self._t0
-    done = step - self.start
-    eta = elapsed / done * (self.total - step) if done > 0 else float("inf")
-    bar = "#" * filled + "-" * (self.width - filled)
-    self.stream.write(f"\r[{bar}] {step}/{self.total} loss {loss:.4f} {tokens_per_s:,.0f} tok/s "
-                      f"ETA {_duration(eta)}")
-    self.stream.flush()
-
-  def close(self) -> None:
-    if self.enabled:
-      self.stream.write("\n")
-      self.stream.flush()

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from behemoth_jax import checkpoint, data, evaluate, flops, metrics, model, optim, train
+from data_gen import progress
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -160,7 +161,8 @@ def run(config, workdir) -> dict:
           f"{mesh.size} device(s) ({jax.default_backend()}), {cfg.compute_dtype}; "
           f"starting at step {start}/{config.total_steps}")
 
-  bar = metrics.ProgressBar(config.total_steps, start, enabled=lead and config.progress)
+  bar = progress.Progress(config.total_steps, "steps", start=start, enabled=lead and config.progress,
+                          min_interval=0.0)
   window = {"t0": time.perf_counter(), "steps": 0}
   compile_s = None
 
@@ -182,7 +184,7 @@ def run(config, workdir) -> dict:
       record["compile_s"] = compile_s
     if writer:
       writer.write(record)
-    bar.update(step, tps, loss)
+    bar.advance_to(step, f"loss {loss:.4f} {tps:,.0f} tok/s")
     window["t0"], window["steps"] = time.perf_counter(), 0
 
   def run_eval(step: int, probes) -> dict:
