@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
+
+from data_gen import cli
 
 
 class JsonlWriter:
@@ -39,9 +40,7 @@ def truncate_after(path, step: int) -> None:
       continue  # a partial last line from a hard kill
     if record.get("step", 0) <= step:
       kept.append(line)
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-  os.replace(tmp, path)
+  cli.write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def read_jsonl(path) -> list[dict]:

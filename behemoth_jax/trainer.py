@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import time
 
@@ -18,7 +17,7 @@ import jax
 import numpy as np
 
 from behemoth_jax import checkpoint, data, evaluate, flops, metrics, model, optim, train
-from data_gen import progress
+from data_gen import cli, progress
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -92,9 +91,7 @@ def optim_config(config) -> optim.OptimConfig:
 
 
 def _write_json_atomic(path: pathlib.Path, obj) -> None:
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-  os.replace(tmp, path)
+  cli.write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 def run(config, workdir) -> dict:

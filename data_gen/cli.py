@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import shutil
 import sys
@@ -36,6 +37,14 @@ def run(main: Callable[[list[str]], None]) -> None:
       _fail(str(e))
 
   app.run(guarded, flags_parser=_parse_flags)
+
+
+def write_text_atomic(path, text: str) -> None:
+  """Writes a file through a temporary sibling and a rename: readers see the old or the new, never half."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.name}.partial")
+  tmp.write_text(text, encoding="utf-8")
+  os.replace(tmp, path)
 
 
 @contextlib.contextmanager

@@ -41,9 +41,7 @@ def main(argv):
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"machine": platform.platform(), "processor": platform.processor(), "cpu_count": __import__("os").cpu_count(),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": _QUICK.value, "results": results}
-    tmp = out.with_suffix(".partial")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.rename(out)
+    cli.write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
