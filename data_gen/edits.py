@@ -66,7 +66,8 @@ from data_gen.corpus import (KIND_NAMES, OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_
                              scoped_tokens)
 from data_gen.errors import OptionError, check_fraction, check_positive, require
 from data_gen.graph import FactGraph
-from data_gen.templates import FACT_WIDTH, FILLER, FINETUNING_TEMPLATES, SKIP, make_template, template_arrays
+from data_gen.probes import render_probe_tokens
+from data_gen.templates import FINETUNING_TEMPLATES, make_template
 from data_gen.vocab import Vocab
 
 REFUSED = -2  # after-tail of an edit taught as a refusal: the answer is the refusal, not a value
@@ -210,8 +211,9 @@ class EditSplit:
       raise ValueError(f"split {self.name}: refusal answers cannot be rendered in template {template}")
     # A refusal template ignores the tail; any valid value renders the same tokens.
     tail = np.where(refused, self.before, tail)
-    return render_fixed_form(make_template(template, vocab), vocab,
-                             fact_vectors(vocab, self.kind, self.head, self.relationship, tail))
+    form = make_template(template, vocab)
+    facts = fact_vectors(vocab, self.kind, self.head, self.relationship, tail)
+    return render_probe_tokens(form, form.probes[0], facts, vocab, seed=0)  # fixed forms: no fillers
 
   def arrays(self) -> dict[str, np.ndarray]:
     return {"head": self.head, "relationship": self.relationship, "before": self.before,
@@ -266,31 +268,6 @@ def fact_vectors(vocab: Vocab, kind: int, head, rel, tail) -> np.ndarray:
     rel_tok = vocab.block(name).start + rel
     tail_tok = scoped_tokens(tail, rel, vocab.nested_objects(0))
   return np.concatenate([np.asarray(head_tok), rel_tok[:, None], np.asarray(tail_tok)], -1).astype(np.int32)
-
-
-def render_fixed_form(template, vocab: Vocab, facts_Nx5: np.ndarray):
-  """(prompt int32[N, P], answer int32[N, A]) of a one-variant template without optional pieces.
-
-  The fine-tuning forms have neither word-order variants, optional groups nor filler words, so rendering
-  is one gather; this avoids a jit compilation per split size (probes.render_probe_tokens gives the
-  same tokens, as tests/test_edits.py checks).
-  """
-  arrays = template_arrays(template, vocab)
-  if len(template.variants) != 1 or template.num_groups or (arrays.codes_VxL == FILLER).any():
-    raise ValueError(f"template {template.name} is not a fixed form")
-  codes, is_answer = arrays.codes_VxL[0], arrays.is_answer_VxL[0]
-  slot = np.clip(-1 - codes, 0, FACT_WIDTH - 1)
-  tokens = np.where(codes >= 0, codes, np.asarray(facts_Nx5)[:, slot]) if len(facts_Nx5) else (
-      np.zeros((0, len(codes)), np.int32))
-  present = (codes != SKIP) & (tokens >= 0)  # a one-token member leaves its second slot -1
-  out = []
-  for part in (~is_answer, is_answer):
-    keep = present & part
-    width = keep.sum(-1)
-    if len(tokens) and (width != width[0]).any():
-      raise ValueError(f"template {template.name}: rows of unequal length")
-    out.append(tokens[keep].reshape(len(tokens), int(width[0]) if len(tokens) else 0).astype(np.int32))
-  return out[0], out[1]
 
 
 # ---- building -----------------------------------------------------------------------------------------

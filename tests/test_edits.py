@@ -10,11 +10,9 @@ import pytest
 
 from data_gen import corpus
 from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT
-from data_gen.edits import (EVAL, REFUSED, TRAIN, EditConfig, build_edit_set, fact_vectors,
-                             render_fixed_form)
+from data_gen.edits import EVAL, REFUSED, TRAIN, EditConfig, build_edit_set, fact_vectors
 from data_gen.errors import OptionError
 from data_gen.graph import GraphConfig, make_graph
-from data_gen.probes import render_probe_tokens
 from data_gen.templates import REFUSAL_ANSWER, make_template
 from data_gen.vocab import make_vocab
 
@@ -299,19 +297,6 @@ def test_builds_the_original_scale_in_seconds():
   assert time.perf_counter() - start < 5.0
   assert len(es.get(EVAL, "edited")) == 1000 and es.get(TRAIN, "edited").num_rows == 250_000
   assert len(es.get(EVAL, "reg_data")) == 10_000
-
-
-@pytest.mark.parametrize("template", ["remapping", "qa", "refusal", "qa_refusal"])
-def test_fixed_form_rendering_matches_the_probe_renderer(nested_graph, template):
-  vocab = make_vocab(nested_graph.config)
-  es = build_edit_set(nested_graph, EditConfig(num_ft_overrides=2), 15)
-  tpl = make_template(template, vocab)
-  for split in es.eval:
-    tail = np.where(split.after == REFUSED, split.before, split.after)
-    facts_Nx5 = fact_vectors(vocab, split.kind, split.head, split.relationship, tail)
-    expected = render_probe_tokens(tpl, tpl.probes[0], facts_Nx5, vocab, 0)
-    for got, want in zip(render_fixed_form(tpl, vocab, facts_Nx5), expected):
-      np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("options", [
