@@ -168,31 +168,33 @@ def make_tables(graph: FactGraph, vocab: Vocab, config: CorpusConfig, seed: int)
       seed_word=int(hashing.seed_word(seed, _PURPOSE_SENTENCE)))
 
 
-def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None, xp=np):
-  """int32[..., FACT_WIDTH] = [head0, head1, rel, tail0, tail1] (-1: absent second token).
+def spell_facts(vocab: Vocab, kind, head, r, tail, xp=np):
+  """int32[..., FACT_WIDTH] = [head0, head1, rel, tail0, tail1] (-1: absent second token) of explicit
+  facts: SUBJECT_OBJECT (subject, r, object), SUBJECT_NESTED (subject, r'', nested value) or
+  OBJECT_NESTED (object of r, r', nested value); `kind` may vary per element."""
+  kind, head, r, tail = xp.broadcast_arrays(*(xp.asarray(x, xp.int32) for x in (kind, head, r, tail)))
+  is_on, is_so = kind == OBJECT_NESTED, kind == SUBJECT_OBJECT
+  head_tok = xp.where(is_on[..., None], scoped_tokens(head, r, vocab.objects(0), xp),
+                      block_tokens(xp.where(is_on, 0, head), vocab.subjects, xp=xp))
+  tail_tok = scoped_tokens(tail, r, vocab.objects(0), xp)
+  rel = vocab.relationships.start + r
+  if vocab.has("nested_objects/0"):
+    tail_tok = xp.where(is_so[..., None], tail_tok, scoped_tokens(tail, r, vocab.nested_objects(0), xp))
+    rel = xp.where(is_so, rel, xp.where(is_on, vocab.block("object_nested_relationships").start + r,
+                                        vocab.block("subject_nested_relationships").start + r))
+  return xp.concatenate([head_tok, rel[..., None], tail_tok], -1).astype(xp.int32)
 
-  kind: SUBJECT_OBJECT (head = subject, tail = its object, or `object_override`), SUBJECT_NESTED
-  (head = subject, tail = the nested value of its object), OBJECT_NESTED (head = object of relationship r,
-  tail = its nested value).
-  """
-  v = tables.vocab
+
+def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None, xp=np):
+  """`spell_facts` of the graph's facts: subject-object facts answer with their object (or
+  `object_override`), nested facts with the nested value of the object."""
   kind, head, r = (xp.asarray(x, xp.int32) for x in (kind, head, r))
   is_on = kind == OBJECT_NESTED
-  subject = xp.where(is_on, 0, head)
-  graph_object = tables.objects_SxR[subject, r]
-  obj = xp.where(is_on, head, graph_object)
-  obj_tok = scoped_tokens(obj, r, v.objects(0), xp)
-  head_tok = xp.where(is_on[..., None], obj_tok, block_tokens(subject, v.subjects, xp=xp))
-  tail_object = graph_object if object_override is None else xp.asarray(object_override, xp.int32)
-  tail_tok = scoped_tokens(tail_object, r, v.objects(0), xp)
-  rel = v.relationships.start + r
+  graph_object = tables.objects_SxR[xp.where(is_on, 0, head), r]
+  tail = graph_object if object_override is None else xp.asarray(object_override, xp.int32)
   if tables.layout.nested:
-    nested_tok = scoped_tokens(tables.nested_RxO[r, obj], r, v.nested_objects(0), xp)
-    tail_tok = xp.where((kind == SUBJECT_OBJECT)[..., None], tail_tok, nested_tok)
-    rel = xp.where(kind == SUBJECT_OBJECT, rel,
-                    xp.where(is_on, v.block("object_nested_relationships").start + r,
-                              v.block("subject_nested_relationships").start + r))
-  return xp.concatenate([head_tok, rel[..., None], tail_tok], -1).astype(xp.int32)
+    tail = xp.where(kind == SUBJECT_OBJECT, tail, tables.nested_RxO[r, xp.where(is_on, head, graph_object)])
+  return spell_facts(tables.vocab, kind, head, r, tail, xp)
 
 
 def render_sentences(template: TemplateArrays, facts_Nx5, variant_N, counts_NxG, filler_u_NxL, xp=np):

@@ -62,8 +62,7 @@ import math
 import numpy as np
 
 from data_gen import edit_select as sel
-from data_gen.corpus import (KIND_NAMES, OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, block_tokens,
-                             scoped_tokens)
+from data_gen.corpus import KIND_NAMES, OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, spell_facts
 from data_gen.errors import OptionError, check_fraction, check_positive, require
 from data_gen.graph import FactGraph
 from data_gen.probes import render_probe_tokens
@@ -255,19 +254,7 @@ class EditSet:
 
 def fact_vectors(vocab: Vocab, kind: int, head, rel, tail) -> np.ndarray:
   """int32[N, 5] = [head0, head1, rel, tail0, tail1] (-1: absent second token), as the corpus spells them."""
-  rel = np.asarray(rel, np.int32)
-  if kind == OBJECT_NESTED:
-    head_tok = scoped_tokens(head, rel, vocab.objects(0))
-  else:
-    head_tok = block_tokens(head, vocab.subjects)
-  if kind == SUBJECT_OBJECT:
-    rel_tok = vocab.relationships.start + rel
-    tail_tok = scoped_tokens(tail, rel, vocab.objects(0))
-  else:
-    name = "subject_nested_relationships" if kind == SUBJECT_NESTED else "object_nested_relationships"
-    rel_tok = vocab.block(name).start + rel
-    tail_tok = scoped_tokens(tail, rel, vocab.nested_objects(0))
-  return np.concatenate([np.asarray(head_tok), rel_tok[:, None], np.asarray(tail_tok)], -1).astype(np.int32)
+  return spell_facts(vocab, np.full(np.shape(head), kind), head, rel, tail)
 
 
 # ---- building -----------------------------------------------------------------------------------------
