@@ -38,13 +38,6 @@ _SALT_TRAIN_ORDER = 0x510E527F
 _FORM_CLAUSE = {"remapping": "ftremapping", "qa": "ftqa", "refusal": "ftrefusal", "qa_refusal": "ftqarefusal"}
 
 
-def _fixed_width_bytes(table: WordTable, tokens_NxL: np.ndarray) -> np.ndarray:
-  """uint8[N, W]: the text of each row. Rows of a split have equal token counts and every word of a kind
-  has the same spelling width, so all rows have the same byte width."""
-  text = table.join(tokens_NxL, newline=False)
-  return np.frombuffer(text, np.uint8).reshape(len(tokens_NxL), -1)
-
-
 def _const(n: int, text: bytes) -> np.ndarray:
   return np.broadcast_to(np.frombuffer(text, np.uint8), (n, len(text)))
 
@@ -56,8 +49,8 @@ def jsonl_rows(table: WordTable, prompt_NxP: np.ndarray, answer_NxA: np.ndarray)
   the rows equal json.dumps output byte for byte.
   """
   n = len(prompt_NxP)
-  parts = [_const(n, b'{"instruction": "'), _fixed_width_bytes(table, prompt_NxP),
-           _const(n, b'", "input": "", "output": "'), _fixed_width_bytes(table, answer_NxA),
+  parts = [_const(n, b'{"instruction": "'), table.fixed_width_rows(prompt_NxP),
+           _const(n, b'", "input": "", "output": "'), table.fixed_width_rows(answer_NxA),
            _const(n, b'"}\n')]
   return np.concatenate(parts, axis=1)
 

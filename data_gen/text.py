@@ -48,6 +48,15 @@ class WordTable:
     raw = self._items[ids].tobytes().translate(None, _FILL)
     return raw.replace(_EOT_PLACEHOLDER, b"<|endoftext|>")
 
+  def fixed_width_rows(self, tokens_NxL: np.ndarray) -> np.ndarray:
+    """uint8[N, W]: the text of each row, for rows that spell to equal byte widths (a probe set or an edit
+    split: equal token counts, and every word of a kind has the same spelling width)."""
+    tokens_NxL = np.asarray(tokens_NxL)
+    text = self.join(tokens_NxL, newline=False)
+    if len(text) % max(len(tokens_NxL), 1):
+      raise ValueError("rows spell to unequal byte widths")
+    return np.frombuffer(text, np.uint8).reshape(len(tokens_NxL), len(text) // max(len(tokens_NxL), 1))
+
   def join_documents(self, tokens_NxL: np.ndarray) -> bytes:
     """Like `join`, for rows that each end with end-of-text (corpus documents): the common ending is
     written as one constant column instead of a placeholder replaced afterwards."""
@@ -86,14 +95,8 @@ def spell_int_rows(values_NxC: np.ndarray, none: int = -1) -> bytes:
 
 def write_probe_file(path: pathlib.Path, table: WordTable, prompt_NxP: np.ndarray,
                      answer_NxA: np.ndarray) -> None:
-  prompt = table.join(prompt_NxP, newline=False)
-  answer = table.join(answer_NxA, newline=False)
-  P = len(prompt) // max(len(prompt_NxP), 1)
-  A = len(answer) // max(len(answer_NxA), 1)
-  # Rows of a probe set have equal token counts and every word of a kind has the same spelling width,
-  # so each row has a fixed byte width and the two columns can be interleaved without a Python loop.
-  p = np.frombuffer(prompt, np.uint8).reshape(-1, P)
-  a = np.frombuffer(answer, np.uint8).reshape(-1, A)
+  # Fixed-width rows: the two columns interleave without a Python loop.
+  p, a = table.fixed_width_rows(prompt_NxP), table.fixed_width_rows(answer_NxA)
   tab = np.full((len(p), 1), ord("\t"), np.uint8)
   nl = np.full((len(p), 1), ord("\n"), np.uint8)
   path.write_bytes(np.concatenate([p, tab, a, nl], axis=1).tobytes())

@@ -181,3 +181,11 @@ def test_wide_words_past_ten_thousand_ids_round_trip_through_the_hf_tokenizer(tm
   docs, lengths = ds.documents(0, ds.num_documents)
   assert [e.ids for e in tok.encode_batch(lines)] == [d[:n].tolist() for d, n in zip(docs, lengths)]
   assert max(max(e.ids) for e in tok.encode_batch(lines)) >= 10_000
+
+
+def test_an_empty_probe_set_writes_an_empty_file(tmp_path):
+  # 10% of 2 subjects rounds to no Q/A subject: the trained-question probe set is empty, not an error.
+  generate(tmp_path / "out", "--subjects=2", "--relationships=1", "--objects=4", "--repeats=1",
+           "--questions_entity_frac=0.1")
+  assert (tmp_path / "out/validations/question_trained.txt").read_text() == ""
+  assert len((tmp_path / "out/validations/question_heldout.txt").read_text().splitlines()) == 2
