@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax import model
-
-KIND_NAMES = ("subject_object", "subject_nested", "object_nested")
+from data_gen.corpus import KIND_NAMES
 
 
 def make_exact_match_fn(cfg: model.ModelConfig, mesh=None) -> Callable:
@@ -73,8 +72,7 @@ def evaluate(exact_match: Callable, params, probes: Mapping, chunk: int = 512) -
     for r in np.unique(probe.relationship_N):
       metrics[f"eval/{name}/rel{int(r)}/accuracy"] = float(correct[probe.relationship_N == r].mean())
     if not any(tag in name for tag in ("minority", "heldout")):
-      kind = getattr(probe, "kind", 0)
-      by_kind[KIND_NAMES[kind] if 0 <= kind < len(KIND_NAMES) else str(kind)].append(correct)
+      by_kind[KIND_NAMES[probe.kind]].append(correct)
   for kind, parts in by_kind.items():
     metrics[f"eval/kind/{kind}/accuracy"] = float(np.concatenate(parts).mean())
   return metrics
