@@ -16,7 +16,6 @@ probes, jax.numpy under jit for the on-device sampler; both produce the same tok
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 

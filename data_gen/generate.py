@@ -21,7 +21,7 @@ from absl import flags
 from data_gen import cli, dataset, writer
 from data_gen.corpus import CorpusConfig
 from data_gen.errors import OptionError, check_positive, require
-from data_gen.graph import GraphConfig
+from data_gen.graph import GraphConfig, make_graph
 from data_gen.templates import PRETRAINING_TEMPLATES
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to create (must not exist unless --overwrite).")
@@ -97,7 +97,6 @@ def load_graph(path: str, graph_config: GraphConfig, seed: int):
   except (ValueError, IndexError) as e:
     raise OptionError("graph_path", f"{path} is not a valid relationship graph ({e})") from e
   # Q/A subjects are not part of the text format: draw them from the seed like a fresh graph would.
-  from data_gen.graph import make_graph  # pylint: disable=g-import-not-at-top
   fresh = make_graph(dataclasses.replace(graph.config, correlated_pair=False, binarize_first_correlated=False,
                                          minority_position_entity_frac=0.0, num_nested_objects=0), seed)
   return dataclasses.replace(graph, qa_subject_S=fresh.qa_subject_S)

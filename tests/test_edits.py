@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from data_gen import corpus
-from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT
+from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED
 from data_gen.edits import EVAL, REFUSED, TRAIN, EditConfig, build_edit_set, fact_vectors
 from data_gen.errors import OptionError
 from data_gen.graph import GraphConfig, make_graph
-from data_gen.templates import REFUSAL_ANSWER, make_template
+from data_gen.templates import REFUSAL_ANSWER
 from data_gen.vocab import make_vocab
 
 S, R, O, N = 600, 3, 20, 4
