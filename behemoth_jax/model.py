@@ -1,4 +1,4 @@
-"""A GPT-NeoX/Pythia-style decoder as pure functions over a plain parameter dict.
+"""A GPT-NeoX/Pythia-style decoder as a Flax Linen module, applied as a pure function of a param dict.
 
 Pythia's choices, kept because the paper's model had them: rotary position on a fraction of each head
 (`rotary_pct`, NeoX rotate-half layout), parallel attention + MLP residual (x + attn(ln1 x) + mlp(ln2 x)),
@@ -6,17 +6,35 @@ LayerNorm with bias, GELU MLP of width 4D, untied output head. Matches LitGPT's 
 parameter (1,415,936 at width 128, 4 layers, vocab 2432).
 
 Parameters are nested dicts with readable paths (`layers/3/mlp/down/kernel`) so that edits select them
-by regex (`params.select`). No flax module state: the hot path is jax.jit/grad over this dict.
+by regex (`deltas.target_mask`). Hot paths call `apply(params, ...)` under jax.jit/grad/vmap: Linen's
+`Module.apply` over a plain dict, no module state (WORKSPACE.md, "Model and training": measured equal to
+the previous pure-function forward).
+
+One forward serves pretraining, evaluation, fine-tuning and every edit method. Beside the logits it can
+- apply a weight delta (`deltas.py`: dense, or low-rank factors applied as x W + s (x A) B, so a vmap over
+  F edits never materialises F kernels),
+- skip the output head, or compute it only at chosen positions (`head_positions`),
+- return the residual stream entering each layer and the MLP down-projection's input (the "key" of
+  locate-then-edit methods), and the MLP and attention outputs,
+- add vectors to the embeddings or to an MLP output, or overwrite a layer's residual/MLP/attention output
+  where a mask is set (`Interventions`: the hooks of value optimisation and causal tracing),
+- start at a given layer from a residual stream computed earlier (edits recompute nothing below the first
+  edited layer).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from behemoth_jax import deltas as deltas_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,14 +55,19 @@ class ModelConfig:
   compute_dtype: str = "float32"
 
   def validate(self) -> None:
-    if self.width % self.num_heads:
-      raise ValueError(f"--config.model.width must be a multiple of num_heads={self.num_heads}, "
-                       f"got {self.width}")
+    # Ranges first: a negative width must be reported as such, not as a heads mismatch.
     for name in ("vocab_size", "num_layers", "width", "num_heads", "max_len", "mlp_ratio"):
       if getattr(self, name) < 1:
         raise ValueError(f"--config.model.{name} must be >= 1, got {getattr(self, name)}")
+    if self.width % self.num_heads:
+      raise ValueError(f"--config.model.width must be a multiple of num_heads={self.num_heads}, "
+                       f"got {self.width}")
     if not 0.0 <= self.rotary_pct <= 1.0:
       raise ValueError(f"--config.model.rotary_pct must be in [0, 1], got {self.rotary_pct}")
+    if not (math.isfinite(self.rotary_base) and self.rotary_base > 1.0):
+      raise ValueError(f"--config.model.rotary_base must be a finite number > 1, got {self.rotary_base}")
+    if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0.0):
+      raise ValueError(f"--config.model.layer_norm_eps must be a finite number > 0, got {self.layer_norm_eps}")
     if self.compute_dtype not in ("float32", "bfloat16"):
       raise ValueError(f"--config.model.compute_dtype must be float32 or bfloat16, "
                        f"got {self.compute_dtype}")
@@ -54,51 +77,49 @@ class ModelConfig:
     return self.width // self.num_heads
 
   @property
+  def mlp_width(self) -> int:
+    return self.width * self.mlp_ratio
+
+  @property
   def rotary_dim(self) -> int:
     # Even, as rotate-half needs pairs (Pythia: 0.25 * 32 = 8 of each 32-wide head).
     return int(self.head_dim * self.rotary_pct) // 2 * 2
 
 
-def num_params(params) -> int:
-  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+class Interventions(NamedTuple):
+  """Changes to the forward's activations, keyed by layer index; any field may be left empty.
+
+  embed_add: [B, T, D] added to the token embeddings (causal tracing's noise on the subject).
+  mlp_add: {layer: [B, T, D]} added to that layer's MLP output (the value vector of rank-one edits).
+  patch: {(component, layer): (mask [B, T] bool, value [B, T, D])}: where the mask is set, the component's
+    output is replaced by the value (causal tracing's restoration). component: "residual" (the stream
+    entering the layer), "mlp" or "attn" (the layer's MLP / attention output).
+  """
+
+  embed_add: Any = None
+  mlp_add: Any = None
+  patch: Any = None
 
 
-def init_params(key: jax.Array, cfg: ModelConfig) -> dict:
-  """GPT-NeoX initialisation: normal(0.02) everywhere, output projections scaled by 1/sqrt(2 L)."""
-  cfg.validate()
-  D, F, V, L = cfg.width, cfg.width * cfg.mlp_ratio, cfg.vocab_size, cfg.num_layers
-  std = 0.02
-  out_std = std / math.sqrt(2 * L)
-  keys = iter(jax.random.split(key, 2 + 4 * L))
+class Outputs(NamedTuple):
+  """logits: [B, T, V] float32, or [B, K, V] at `head_positions`, or None with head=False.
+  hidden: final-norm hidden states [B, T, D]. Per layer l (lists indexed by layer, None below the start
+  layer): residual[l] the stream entering layer l [B, T, D], mlp_key[l] the MLP down-projection's input
+  [B, T, F], mlp_out[l] / attn_out[l] the layer's MLP / attention output [B, T, D]. residual[L] is the
+  stream after the last layer (before the final norm). Under jit, whatever the caller ignores is never
+  computed.
+  """
 
-  def dense(k, n_in, n_out, s):
-    return {"kernel": s * jax.random.normal(k, (n_in, n_out), jnp.float32),
-            "bias": jnp.zeros((n_out,), jnp.float32)}
-
-  def norm():
-    return {"scale": jnp.ones((D,), jnp.float32), "bias": jnp.zeros((D,), jnp.float32)}
-
-  params = {"embed": {"embedding": std * jax.random.normal(next(keys), (V, D), jnp.float32)},
-            "layers": {}}
-  for i in range(L):
-    params["layers"][str(i)] = {
-        "ln_attn": norm(),
-        "ln_mlp": norm(),
-        # One fused QKV matmul, column layout [q | k | v], each D wide with heads contiguous.
-        "attn": {"qkv": dense(next(keys), D, 3 * D, std), "out": dense(next(keys), D, D, out_std)},
-        "mlp": {"up": dense(next(keys), D, F, std), "down": dense(next(keys), F, D, out_std)},
-    }
-  params["final_norm"] = norm()
-  params["head"] = {"kernel": std * jax.random.normal(next(keys), (D, V), jnp.float32)}
-  return params
-
-
-def layer_names(params: dict) -> list[str]:
-  return sorted(params["layers"], key=int)
+  logits: Any
+  hidden: Any
+  residual: list
+  mlp_key: list
+  mlp_out: list
+  attn_out: list
 
 
 # ---------------------------------------------------------------------------------------------------
-# Building blocks.
+# Building blocks (pure functions, used by the modules below).
 
 
 def embed_lookup(table_VxD: jax.Array, tokens_BxT: jax.Array) -> jax.Array:
@@ -107,19 +128,12 @@ def embed_lookup(table_VxD: jax.Array, tokens_BxT: jax.Array) -> jax.Array:
   return table_VxD[tokens_BxT]
 
 
-def layer_norm(x, p, eps):
+def layer_norm_fn(x, scale, bias, eps):
   x32 = x.astype(jnp.float32)
   mean = x32.mean(-1, keepdims=True)
   var = jnp.square(x32 - mean).mean(-1, keepdims=True)
   y = (x32 - mean) * jax.lax.rsqrt(var + eps)
-  return (y * p["scale"] + p["bias"]).astype(x.dtype)
-
-
-def dense(x, p, dtype):
-  y = x.astype(dtype) @ p["kernel"].astype(dtype)
-  if "bias" in p:
-    y = y + p["bias"].astype(dtype)
-  return y
+  return (y * scale + bias).astype(x.dtype)
 
 
 def rotary_tables(cfg: ModelConfig, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,40 +169,199 @@ def causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK):
   return jnp.einsum("bhts,bshk->bthk", p_BxHxTxS, v_BxTxHxK)
 
 
-def block(x_BxTxD, p, cfg: ModelConfig, cos_TxR, sin_TxR):
-  dtype = jnp.dtype(cfg.compute_dtype)
-  B, T, D = x_BxTxD.shape
-  H, K = cfg.num_heads, cfg.head_dim
-  h = layer_norm(x_BxTxD, p["ln_attn"], cfg.layer_norm_eps)
-  qkv_BxTx3D = dense(h, p["attn"]["qkv"], dtype)
-  q, k, v = jnp.split(qkv_BxTx3D.reshape(B, T, 3, H, K), 3, axis=2)
-  q, k, v = (t[:, :, 0] for t in (q, k, v))
-  q = apply_rotary(q, cos_TxR, sin_TxR)
-  k = apply_rotary(k, cos_TxR, sin_TxR)
-  attn_BxTxD = dense(causal_attention(q, k, v).reshape(B, T, D), p["attn"]["out"], dtype)
-  m = layer_norm(x_BxTxD, p["ln_mlp"], cfg.layer_norm_eps)
-  m = jax.nn.gelu(dense(m, p["mlp"]["up"], dtype), approximate=cfg.gelu_approximate)
-  mlp_BxTxD = dense(m, p["mlp"]["down"], dtype)
-  return x_BxTxD + (attn_BxTxD + mlp_BxTxD).astype(x_BxTxD.dtype)
+def _patch(x_BxTxD, patch):
+  if patch is None:
+    return x_BxTxD
+  mask_BxT, value_BxTxD = patch
+  return jnp.where(mask_BxT[..., None], value_BxTxD.astype(x_BxTxD.dtype), x_BxTxD)
 
 
-def hidden_states(params: dict, tokens_BxT: jax.Array, cfg: ModelConfig) -> jax.Array:
-  """Final-norm hidden states [B, T, D] (float32 residual stream)."""
-  T = tokens_BxT.shape[1]
-  if T > cfg.max_len:
-    raise ValueError(f"sequence length {T} exceeds --config.model.max_len={cfg.max_len}")
-  cos_TxR, sin_TxR = rotary_tables(cfg, T)
-  x_BxTxD = embed_lookup(params["embed"]["embedding"], tokens_BxT)
-  for name in layer_names(params):
-    x_BxTxD = block(x_BxTxD, params["layers"][name], cfg, cos_TxR, sin_TxR)
-  return layer_norm(x_BxTxD, params["final_norm"], cfg.layer_norm_eps)
+# ---------------------------------------------------------------------------------------------------
+# Modules. Each takes the slice of the delta pytree that mirrors its own parameters.
+
+_normal = nn.initializers.normal
 
 
-def forward(params: dict, tokens_BxT: jax.Array, cfg: ModelConfig) -> jax.Array:
+class LayerNorm(nn.Module):
+  eps: float
+
+  @nn.compact
+  def __call__(self, x_BxTxD, delta=None):
+    delta = delta or {}
+    D = x_BxTxD.shape[-1]
+    scale = deltas_lib.add_dense(self.param("scale", nn.initializers.ones, (D,)), delta.get("scale"))
+    bias = deltas_lib.add_dense(self.param("bias", nn.initializers.zeros, (D,)), delta.get("bias"))
+    return layer_norm_fn(x_BxTxD, scale, bias, self.eps)
+
+
+class Dense(nn.Module):
+  features: int
+  std: float
+  dtype: Any
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x, delta=None):
+    delta = delta or {}
+    kernel = self.param("kernel", _normal(self.std), (x.shape[-1], self.features))
+    y = deltas_lib.matmul(x, kernel, delta.get("kernel"), self.dtype)
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (self.features,))
+      y = y + deltas_lib.add_dense(bias, delta.get("bias")).astype(self.dtype)
+    return y
+
+
+class Attention(nn.Module):
+  cfg: ModelConfig
+  out_std: float
+
+  @nn.compact
+  def __call__(self, h_BxTxD, cos_TxR, sin_TxR, delta=None):
+    cfg, delta = self.cfg, delta or {}
+    dtype = jnp.dtype(cfg.compute_dtype)
+    B, T, D = h_BxTxD.shape
+    H, K = cfg.num_heads, cfg.head_dim
+    # One fused QKV matmul, column layout [q | k | v], each D wide with heads contiguous.
+    qkv_BxTx3D = Dense(3 * D, 0.02, dtype, name="qkv")(h_BxTxD, delta.get("qkv"))
+    qkv_BxTx3xHxK = qkv_BxTx3D.reshape(B, T, 3, H, K)
+    q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = (qkv_BxTx3xHxK[:, :, i] for i in range(3))
+    q_BxTxHxK = apply_rotary(q_BxTxHxK, cos_TxR, sin_TxR)
+    k_BxTxHxK = apply_rotary(k_BxTxHxK, cos_TxR, sin_TxR)
+    o_BxTxD = causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK).reshape(B, T, D)
+    return Dense(D, self.out_std, dtype, name="out")(o_BxTxD, delta.get("out"))
+
+
+class Mlp(nn.Module):
+  cfg: ModelConfig
+  out_std: float
+
+  @nn.compact
+  def __call__(self, h_BxTxD, delta=None):
+    """(output [B, T, D], the down-projection's input [B, T, F])."""
+    cfg, delta = self.cfg, delta or {}
+    dtype = jnp.dtype(cfg.compute_dtype)
+    up_BxTxF = Dense(cfg.mlp_width, 0.02, dtype, name="up")(h_BxTxD, delta.get("up"))
+    key_BxTxF = jax.nn.gelu(up_BxTxF, approximate=cfg.gelu_approximate)
+    return Dense(cfg.width, self.out_std, dtype, name="down")(key_BxTxF, delta.get("down")), key_BxTxF
+
+
+class Block(nn.Module):
+  """x + attn(ln_attn(x)) + mlp(ln_mlp(x)) (GPT-NeoX's parallel residual)."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BxTxD, cos_TxR, sin_TxR, delta=None, mlp_add=None, patch_attn=None,
+               patch_mlp=None):
+    cfg, delta = self.cfg, delta or {}
+    out_std = 0.02 / math.sqrt(2 * cfg.num_layers)  # GPT-NeoX: output projections scaled by 1/sqrt(2L)
+    h_BxTxD = LayerNorm(cfg.layer_norm_eps, name="ln_attn")(x_BxTxD, delta.get("ln_attn"))
+    attn_BxTxD = Attention(cfg, out_std, name="attn")(h_BxTxD, cos_TxR, sin_TxR, delta.get("attn"))
+    h_BxTxD = LayerNorm(cfg.layer_norm_eps, name="ln_mlp")(x_BxTxD, delta.get("ln_mlp"))
+    mlp_BxTxD, key_BxTxF = Mlp(cfg, out_std, name="mlp")(h_BxTxD, delta.get("mlp"))
+    if mlp_add is not None:
+      mlp_BxTxD = mlp_BxTxD + mlp_add.astype(mlp_BxTxD.dtype)
+    attn_BxTxD, mlp_BxTxD = _patch(attn_BxTxD, patch_attn), _patch(mlp_BxTxD, patch_mlp)
+    y_BxTxD = x_BxTxD + (attn_BxTxD + mlp_BxTxD).astype(x_BxTxD.dtype)
+    return y_BxTxD, key_BxTxF, mlp_BxTxD, attn_BxTxD
+
+
+class Layers(nn.Module):
+  """The blocks, named "0".."L-1" so that paths read `layers/3/mlp/down/kernel`."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BxTxD, cos_TxR, sin_TxR, delta, iv: Interventions, start_layer: int):
+    delta, L = delta or {}, self.cfg.num_layers
+    mlp_add, patch = iv.mlp_add or {}, iv.patch or {}
+    out = Outputs(None, None, [None] * (L + 1), [None] * L, [None] * L, [None] * L)
+    for i in range(L):
+      block = Block(self.cfg, name=str(i))
+      if i < start_layer:
+        continue
+      x_BxTxD = _patch(x_BxTxD, patch.get(("residual", i)))
+      out.residual[i] = x_BxTxD
+      x_BxTxD, out.mlp_key[i], out.mlp_out[i], out.attn_out[i] = block(
+          x_BxTxD, cos_TxR, sin_TxR, delta.get(str(i)), mlp_add.get(i), patch.get(("attn", i)),
+          patch.get(("mlp", i)))
+    out.residual[L] = x_BxTxD
+    return out
+
+
+class Transformer(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens_BxT, delta=None, interventions: Interventions | None = None, head: bool = True,
+               head_positions=None, start_layer: int = 0, residual_BxTxD=None) -> Outputs:
+    cfg, delta = self.cfg, delta or {}
+    iv = interventions or Interventions()
+    T = tokens_BxT.shape[1]
+    if T > cfg.max_len:
+      raise ValueError(f"sequence length {T} exceeds --config.model.max_len={cfg.max_len}")
+    cos_TxR, sin_TxR = rotary_tables(cfg, T)
+    embed = Embed(cfg.vocab_size, cfg.width, name="embed")
+    if start_layer == 0:
+      x_BxTxD = embed(tokens_BxT, delta.get("embed"))
+      if iv.embed_add is not None:
+        x_BxTxD = x_BxTxD + iv.embed_add.astype(x_BxTxD.dtype)
+    else:
+      if residual_BxTxD is None:
+        raise ValueError("start_layer > 0 needs the residual stream entering that layer")
+      x_BxTxD = residual_BxTxD
+    out = Layers(cfg, name="layers")(x_BxTxD, cos_TxR, sin_TxR, delta.get("layers"), iv, start_layer)
+    hidden_BxTxD = LayerNorm(cfg.layer_norm_eps, name="final_norm")(out.residual[-1], delta.get("final_norm"))
+    logits = None
+    if head:
+      h = hidden_BxTxD
+      if head_positions is not None:  # [B, K] positions: the head only where a loss or metric reads it
+        h = jnp.take_along_axis(h, head_positions[..., None].astype(jnp.int32), axis=1)
+      dtype = jnp.dtype(cfg.compute_dtype)
+      logits = Dense(cfg.vocab_size, 0.02, dtype, use_bias=False, name="head")(h, delta.get("head"))
+      logits = logits.astype(jnp.float32)
+    return out._replace(logits=logits, hidden=hidden_BxTxD)
+
+
+class Embed(nn.Module):
+  num_embeddings: int
+  features: int
+
+  @nn.compact
+  def __call__(self, tokens_BxT, delta=None):
+    delta = delta or {}
+    table_VxD = self.param("embedding", _normal(0.02), (self.num_embeddings, self.features))
+    return embed_lookup(deltas_lib.add_dense(table_VxD, delta.get("embedding")), tokens_BxT)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The functional interface every caller uses.
+
+
+def init_params(key: jax.Array, cfg: ModelConfig) -> dict:
+  """GPT-NeoX initialisation: normal(0.02) everywhere, output projections scaled by 1/sqrt(2 L)."""
+  cfg.validate()
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return Transformer(cfg).init(key, tokens)["params"]
+
+
+def apply(params: dict, tokens_BxT: jax.Array, cfg: ModelConfig, **kwargs) -> Outputs:
+  """The one forward; keyword arguments as `Transformer.__call__` (delta, interventions, head,
+  head_positions, start_layer, residual_BxTxD)."""
+  return Transformer(cfg).apply({"params": params}, tokens_BxT, **kwargs)
+
+
+def forward(params: dict, tokens_BxT: jax.Array, cfg: ModelConfig, delta=None) -> jax.Array:
   """Logits [B, T, V] in float32."""
-  h_BxTxD = hidden_states(params, tokens_BxT, cfg)
-  dtype = jnp.dtype(cfg.compute_dtype)
-  return (h_BxTxD.astype(dtype) @ params["head"]["kernel"].astype(dtype)).astype(jnp.float32)
+  return apply(params, tokens_BxT, cfg, delta=delta).logits
+
+
+def num_params(params) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+
+
+def layer_names(params: dict) -> list[str]:
+  return sorted(params["layers"], key=int)
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
@@ -214,6 +387,5 @@ def param_paths(params: dict) -> dict[str, jax.Array]:
 
 def path_mask(params: dict, pattern: str) -> dict:
   """A bool pytree like `params`: True where the path fully matches the regex `pattern`."""
-  import re
   regex = re.compile(pattern)
   return jax.tree_util.tree_map_with_path(lambda path, _: bool(regex.fullmatch(path_name(path))), params)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import optax
 
 
@@ -41,10 +40,13 @@ def schedule(cfg: OptimConfig) -> optax.Schedule:
       end_value=cfg.learning_rate * cfg.min_lr_ratio)
 
 
+# Weight decay on matmul kernels only: not on biases, norms or the embedding, as in GPT-NeoX.
+DECAY_PATTERN = r".*/kernel"
+
+
 def _decay_mask(params):
-  # No weight decay on biases, norms and the embedding, as in GPT-NeoX.
-  return jax.tree_util.tree_map_with_path(
-      lambda path, x: x.ndim == 2 and "embed" not in jax.tree_util.keystr(path), params)
+  from behemoth_jax import model  # pylint: disable=g-import-not-at-top
+  return model.path_mask(params, DECAY_PATTERN)
 
 
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:

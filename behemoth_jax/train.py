@@ -47,16 +47,20 @@ def abstract_state(cfg: model.ModelConfig, optimizer: optax.GradientTransformati
 
 
 def make_train_step(cfg: model.ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh,
-                    answer_only: bool = False) -> Callable[[dict, dict], tuple[dict, dict]]:
+                    answer_only: bool = False, loss_fn: Callable | None = None
+                    ) -> Callable[[dict, dict], tuple[dict, dict]]:
   """Returns jitted `step(state, batch) -> (state, metrics)`; `state` is donated.
 
-  The batch is sharded along the mesh's data axis and parameters are replicated, so XLA inserts the
-  gradient all-reduce; the loss is a mean over all masked tokens of the global batch.
+  loss_fn(params, batch) -> (loss, num_tokens); default: `losses.lm_loss` over all tokens or, with
+  answer_only, the answer tokens. The batch is sharded along the mesh's data axis and parameters are
+  replicated, so XLA inserts the gradient all-reduce; the loss is a mean over all masked tokens of the
+  global batch.
   """
+  if loss_fn is None:
+    loss_fn = lambda params, batch: losses.lm_loss(params, batch, cfg, answer_only)
 
   def step(state, batch):
-    (loss, count), grads = jax.value_and_grad(losses.lm_loss, has_aux=True)(
-        state["params"], batch, cfg, answer_only)
+    (loss, count), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "tokens": count}

@@ -1,4 +1,4 @@
-"""The pretraining loop: data, model, optimizer, checkpoints, metrics and evaluation for one work dir.
+"""Pretraining: setup (dataset, model, optimizer, mesh, work dir) around the generic loop (`loop.py`).
 
 `run(config, workdir)` is what `python -m experiments.pretrain` calls; it takes a resolved config object
 (never reads flags), so tests drive it in-process. Restarting it on the same work dir resumes from the
@@ -9,23 +9,21 @@ a resumed run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 import time
 
 import jax
 import numpy as np
 
-from behemoth_jax import checkpoint, data, evaluate, flops, metrics, model, optim, train
-from data_gen import cli, progress
+from behemoth_jax import checkpoint, data, evaluate, flops, loop, metrics, model, optim, train
+from data_gen import cli
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
-class NonFiniteLossError(RuntimeError):
-  pass
+NonFiniteLossError = loop.NonFiniteLossError
 
 
 def _require(ok: bool, option: str, message: str) -> None:
@@ -94,8 +92,44 @@ def _write_json_atomic(path: pathlib.Path, obj) -> None:
   cli.write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
+def _resolved_config(config, cfg: model.ModelConfig, mesh) -> dict:
+  resolved = config.to_dict()
+  resolved["resolved"] = {"vocab_size": cfg.vocab_size, "compute_dtype": cfg.compute_dtype,
+                          "num_devices": mesh.size, "backend": jax.default_backend()}
+  return resolved
+
+
+def _sampler(config, ds, mesh):
+  if config.data.corpus_dir:
+    from data_gen import text  # pylint: disable=g-import-not-at-top
+    stream = text.read_token_stream(config.data.corpus_dir, ds.vocab)
+    sample_fn = data.stream_sampler(stream, config.batch_size, config.seq_len)
+  else:
+    sample_fn = ds.sampler(config.batch_size, config.seq_len)
+  return data.sharded_sampler(sample_fn, train.batch_sharding(mesh))
+
+
+def _finished_summary(workdir: pathlib.Path, start: int, config) -> dict | None:
+  path = workdir / SUMMARY_FILE
+  if not path.exists():
+    return None
+  summary = json.loads(path.read_text())
+  if summary.get("step") == start and (summary.get("reached_target") or start >= config.total_steps):
+    return summary
+  return None
+
+
+def _throughput_record(schedule, flops_per_token: float, peak: float):
+  def record(step: int, m: dict, tps: float) -> dict:
+    return {"step": step, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"]),
+            "learning_rate": float(schedule(step - 1)), "tokens_per_s": tps,
+            "mfu": flops.mfu(tps, flops_per_token, peak), "loss_tokens": float(m["tokens"])}
+  return record
+
+
 def run(config, workdir) -> dict:
   """Trains (or resumes) to config.total_steps or the target accuracy; returns the final summary."""
+  # Setup: every option is checked before the work dir appears.
   validate(config)
   lead = jax.process_index() == 0
   ds = load_dataset(config)
@@ -107,41 +141,27 @@ def run(config, workdir) -> dict:
   cfg = model_config(config, ds.vocab.size)
   ocfg = optim_config(config)
   optimizer = optim.make_optimizer(ocfg)
-  schedule = optim.schedule(ocfg)
   mesh = train.make_mesh()
   _require(config.batch_size % mesh.size == 0, "batch_size",
            f"must be a multiple of the {mesh.size} devices, got {config.batch_size}")
-  # Only now, with every option checked, does the work dir appear.
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
 
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
   state, start = checkpoint.restore_latest(manager, train.abstract_state(cfg, optimizer, mesh))
-  summary_path = workdir / SUMMARY_FILE
-  if state is not None and summary_path.exists():
-    summary = json.loads(summary_path.read_text())
-    if summary.get("step") == start and (summary.get("reached_target") or start >= config.total_steps):
+  if state is not None:
+    finished = _finished_summary(workdir, start, config)
+    if finished is not None:
       if lead:
         print(f"{workdir}: already finished at step {start}")
-      return summary
-  if state is None:
+      manager.close()
+      return finished
+  else:
     state = train.init_state(jax.random.key(config.seed), cfg, optimizer, mesh)
   if lead:
     metrics.truncate_after(workdir / METRICS_FILE, start)
-    resolved = config.to_dict()
-    resolved["resolved"] = {"vocab_size": cfg.vocab_size, "compute_dtype": cfg.compute_dtype,
-                            "num_devices": mesh.size, "backend": jax.default_backend()}
-    _write_json_atomic(workdir / CONFIG_FILE, resolved)
+    _write_json_atomic(workdir / CONFIG_FILE, _resolved_config(config, cfg, mesh))
   writer = metrics.JsonlWriter(workdir / METRICS_FILE) if lead else None
-
-  if config.data.corpus_dir:
-    from data_gen import text
-    stream = text.read_token_stream(config.data.corpus_dir, ds.vocab)
-    sample_fn = data.stream_sampler(stream, config.batch_size, config.seq_len)
-  else:
-    sample_fn = ds.sampler(config.batch_size, config.seq_len)
-  sample = data.sharded_sampler(sample_fn, train.batch_sharding(mesh))
-  train_step = train.make_train_step(cfg, optimizer, mesh, answer_only=config.answer_only)
 
   exact_match = evaluate.make_exact_match_fn(cfg, mesh)
   periodic_probes = ds.probes(max_per_set=config.eval_max_per_set or None)
@@ -149,7 +169,6 @@ def run(config, workdir) -> dict:
   stop_metrics = [m.strip() for m in config.stop_metrics.split(",") if m.strip()]
 
   tokens_per_step = config.batch_size * (config.seq_len - 1)
-  flops_per_token = model.flops_per_token(cfg, config.seq_len - 1)
   peak = flops.measure_matmul_peak(dtype=np.float32 if cfg.compute_dtype == "float32" else "bfloat16")
   if jax.default_backend() != "cpu":
     peak *= mesh.size  # fake CPU devices share one machine; accelerators each bring their own peak
@@ -158,93 +177,38 @@ def run(config, workdir) -> dict:
           f"{mesh.size} device(s) ({jax.default_backend()}), {cfg.compute_dtype}; "
           f"starting at step {start}/{config.total_steps}")
 
-  bar = progress.Progress(config.total_steps, "steps", start=start, enabled=lead and config.progress,
-                          min_interval=0.0)
-  window = {"t0": time.perf_counter(), "steps": 0}
-  compile_s = None
+  # The loop.
+  spec = loop.LoopSpec(total_steps=config.total_steps, log_every=config.log_every,
+                       checkpoint_every=config.checkpoint_every, eval_every=config.eval_every,
+                       show_progress=config.progress)
+  result = loop.run_loop(
+      state, start, spec=spec,
+      step_fn=train.make_train_step(cfg, optimizer, mesh, answer_only=config.answer_only),
+      sample=_sampler(config, ds, mesh), manager=manager, writer=writer, lead=lead,
+      record=_throughput_record(optim.schedule(ocfg),
+                                model.flops_per_token(cfg, config.seq_len - 1), peak),
+      tokens_per_step=tokens_per_step,
+      evaluate=lambda st, _: evaluate.evaluate(exact_match, st["params"], periodic_probes, config.eval_chunk),
+      stop=lambda ev: config.target_accuracy > 0 and all(
+          ev.get(k, -1.0) >= config.target_accuracy for k in stop_metrics))
 
-  def check_and_log(step: int, m) -> None:
-    m = jax.device_get(m)
-    loss = float(m["loss"])
-    if not (math.isfinite(loss) and math.isfinite(float(m["grad_norm"]))):
-      raise NonFiniteLossError(
-          f"non-finite loss {loss} / grad norm {float(m['grad_norm'])} at step {step}; stopped. "
-          f"The last good checkpoint is step {manager.latest_step()} in {workdir}/checkpoints")
-    if step % config.log_every and step != config.total_steps:
-      return
-    dt = time.perf_counter() - window["t0"]
-    tps = window["steps"] * tokens_per_step / dt if dt > 0 and window["steps"] else float("nan")
-    record = {"step": step, "loss": loss, "grad_norm": float(m["grad_norm"]),
-              "learning_rate": float(schedule(step - 1)), "tokens_per_s": tps,
-              "mfu": flops.mfu(tps, flops_per_token, peak), "loss_tokens": float(m["tokens"])}
-    if compile_s is not None and step - start <= config.log_every:
-      record["compile_s"] = compile_s
-    if writer:
-      writer.write(record)
-    bar.advance_to(step, f"loss {loss:.4f} {tps:,.0f} tok/s")
-    window["t0"], window["steps"] = time.perf_counter(), 0
-
-  def run_eval(step: int, probes) -> dict:
-    t0 = time.perf_counter()
-    result = evaluate.evaluate(exact_match, state["params"], probes, config.eval_chunk)
-    result["step"] = step
-    result["eval_s"] = time.perf_counter() - t0
-    if writer:
-      writer.write(result)
-    window["t0"], window["steps"] = time.perf_counter(), 0
-    return result
-
-  pending = None
-  step = start
-  reached_target = False
-  last_eval = None
-  try:
-    while step < config.total_steps:
-      t_step = time.perf_counter()
-      state, m = train_step(state, sample(step))
-      step += 1
-      window["steps"] += 1
-      if compile_s is None:
-        jax.block_until_ready(m)
-        compile_s = time.perf_counter() - t_step
-        window["t0"], window["steps"] = time.perf_counter(), 0  # throughput excludes compilation
-      # Check the previous step while this one runs: one step of lag keeps the device queue full.
-      if pending is not None:
-        check_and_log(*pending)
-      pending = (step, m)
-      boundary = (step % config.checkpoint_every == 0 or step % config.eval_every == 0
-                  or step == config.total_steps)
-      if boundary:
-        check_and_log(*pending)  # never save or evaluate past an unchecked step
-        pending = None
-      if step % config.eval_every == 0 and step != config.total_steps:
-        last_eval = run_eval(step, periodic_probes)
-        if config.target_accuracy > 0 and all(
-            last_eval.get(k, -1.0) >= config.target_accuracy for k in stop_metrics):
-          reached_target = True
-      if step % config.checkpoint_every == 0 or reached_target:
-        checkpoint.save(manager, step, jax.tree.map(lambda x: x.copy(), state), force=reached_target)
-      if reached_target:
-        break
-    if pending is not None:
-      check_and_log(*pending)
-  finally:
-    bar.close()
-    manager.wait_until_finished()
-
-  if last_eval is not None and last_eval["step"] == step and all_probes is not None:
-    final = last_eval  # the run stopped at an evaluation over every probe
+  # The final evaluation covers every probe.
+  last = result.last_eval
+  if last is not None and last["step"] == result.step and all_probes is not None:
+    final = last  # the run stopped at an evaluation over every probe
   else:
-    final = run_eval(step, all_probes if all_probes is not None else ds.probes())
-  if manager.latest_step() != step:
-    checkpoint.save(manager, step, state, force=True)
-    manager.wait_until_finished()
+    t0 = time.perf_counter()
+    final = evaluate.evaluate(exact_match, result.state["params"],
+                              all_probes if all_probes is not None else ds.probes(), config.eval_chunk)
+    final.update(step=result.step, eval_s=time.perf_counter() - t0)
+    if writer:
+      writer.write(final)
   manager.close()
-  summary = {"step": step, "reached_target": reached_target,
+  summary = {"step": result.step, "reached_target": result.reached_target,
              **{k: v for k, v in final.items() if k.endswith("accuracy")}}
   if writer:
     writer.close()
-    _write_json_atomic(summary_path, summary)
+    _write_json_atomic(workdir / SUMMARY_FILE, summary)
   return summary
 
 

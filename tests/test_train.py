@@ -52,9 +52,11 @@ def _curve(seed, steps=4):
 
 # Recorded from this implementation (jax 0.10.2, CPU, float32). A change to the model, the loss, the
 # initialisation or the optimizer moves these; update them only for an intended change.
-GOLDEN_LOSS = 4.184370040893555
-GOLDEN_GRAD_NORM = 1.9508455991744995
-GOLDEN_LOSS_AFTER = 4.152237415313721
+# Last moved by the Flax module (Linen's per-module initialisation keys draw other weights; the forward is
+# bit-identical under jit to the previous pure-function one on the same weights).
+GOLDEN_LOSS = 4.15450382232666
+GOLDEN_GRAD_NORM = 2.0287368297576904
+GOLDEN_LOSS_AFTER = 4.1540632247924805
 
 
 def test_golden_one_step():
