@@ -4,10 +4,15 @@ The corpus is `repeats` passes. One pass holds every *unit* exactly once, in an 
 - shuffled mode: a unit is one sentence: every subject-object fact (s, r), every subject-nested fact (s, r'')
   with nesting, and every object-nested fact (o, r') `obj_nested_obj_edges_upweight` times;
 - biography mode: a unit is one subject's document (all its facts, in random order), or one object-nested
-  sentence.
+  sentence;
+- both modes, Q/A (`questions_frac` > 0): question sentences, one document each. As the original, every
+  subject-object fact of a Q/A subject is also written `int(repeats / questions_entity_frac *
+  questions_frac)` = k times as a question, in addition to its `repeats` statements. Copy j of a question
+  goes to pass j % repeats, so the first k % repeats passes hold one question per Q/A fact more than the
+  others.
 So each fact is written exactly `repeats` times (times the up-weight for object-nested facts). A sentence
-of a dissenting fact uses the minority object with probability `minority_position_frac`; a subject-object
-sentence of a Q/A subject is a question with probability `questions_frac`.
+of a dissenting fact (statement or question) uses the minority object with probability
+`minority_position_frac`.
 
 `render_documents` is written against an array module `xp`: numpy (default) for the text writer and
 probes, jax.numpy under jit for the on-device sampler; both produce the same tokens.
@@ -41,7 +46,7 @@ class CorpusConfig:
   repeats: int = 500
   shuffle: bool = True  # False: biography mode
   minority_position_frac: float = 0.1
-  questions_frac: float = 0.5
+  questions_frac: float = 0.0  # sets the question copies per Q/A fact (module docstring); 0: no Q/A
   obj_nested_obj_edges_upweight: int = 1
 
   def validate(self) -> None:
@@ -65,7 +70,10 @@ class Layout:
   upweight: int
   shuffle: bool
   dissenting: bool  # some facts have a minority object
-  questions: bool  # some subjects have Q/A sentences
+  qa: bool  # Q/A is on: question probes, and question sentences when question_copies > 0
+  num_qa_subjects: int = 0
+  question_copies: int = 0  # k: question sentences of each Q/A fact over the whole corpus
+  repeats: int = 1
 
   @property
   def num_subject_units(self) -> int:
@@ -78,17 +86,79 @@ class Layout:
     return self.num_relationships * self.num_objects * self.upweight if self.nested else 0
 
   @property
-  def units_per_pass(self) -> int:
+  def statement_units(self) -> int:
+    """Units of a pass that are not questions (the same in every pass)."""
     return self.num_subject_units + self.num_object_nested_units
+
+  @property
+  def num_question_facts(self) -> int:
+    return self.num_qa_subjects * self.num_relationships if self.question_copies else 0
+
+  @property
+  def questions(self) -> bool:
+    """The corpus holds question sentences."""
+    return self.num_question_facts > 0
+
+  @property
+  def num_long_passes(self) -> int:
+    """The first passes, which hold one more copy of every question."""
+    return self.question_copies % self.repeats if self.questions else 0
+
+  @property
+  def short_pass(self) -> int:
+    """Units of each pass from `num_long_passes` on; the long passes hold num_question_facts more."""
+    return self.statement_units + self.num_question_facts * (self.question_copies // self.repeats)
+
+  @property
+  def long_pass(self) -> int:
+    return self.short_pass + (self.num_question_facts if self.num_long_passes else 0)
+
+  @property
+  def num_documents(self) -> int:
+    return self.repeats * self.short_pass + self.num_long_passes * self.num_question_facts
 
   @property
   def sentences_per_document(self) -> int:
     return 1 if self.shuffle else self.num_relationships * (2 if self.nested else 1)
 
   @property
-  def sentences_per_pass(self) -> int:
+  def num_sentences(self) -> int:
     S, R = self.num_subjects, self.num_relationships
-    return S * R * (2 if self.nested else 1) + self.num_object_nested_units
+    statements = S * R * (2 if self.nested else 1) + self.num_object_nested_units
+    return self.repeats * statements + self.num_question_facts * self.question_copies
+
+  def locate(self, doc, xp=np):
+    """Global document index (uint32) -> (pass, position in the pass, size of the pass)."""
+    doc = xp.asarray(doc).astype(xp.uint32)
+    if not self.num_long_passes:
+      P = xp.uint32(self.short_pass)
+      return doc // P, doc % P, P
+    long_docs = self.num_long_passes * self.long_pass
+    is_long = doc < xp.uint32(long_docs)
+    rest = xp.where(is_long, xp.uint32(0), doc - xp.uint32(long_docs))
+    pass_index = xp.where(is_long, doc // xp.uint32(self.long_pass),
+                          xp.uint32(self.num_long_passes) + rest // xp.uint32(self.short_pass))
+    position = xp.where(is_long, doc % xp.uint32(self.long_pass), rest % xp.uint32(self.short_pass))
+    return pass_index, position, xp.where(is_long, xp.uint32(self.long_pass), xp.uint32(self.short_pass))
+
+  def document_index(self, pass_index, position, xp=np):
+    """The inverse of `locate` (uint32)."""
+    pass_index, position = (xp.asarray(x).astype(xp.uint32) for x in (pass_index, position))
+    if not self.num_long_passes:
+      return pass_index * xp.uint32(self.short_pass) + position
+    h = xp.uint32(self.num_long_passes)
+    is_long = pass_index < h
+    later = xp.where(is_long, h, pass_index) - h
+    return xp.where(is_long, pass_index * xp.uint32(self.long_pass),
+                    h * xp.uint32(self.long_pass) + later * xp.uint32(self.short_pass)) + position
+
+
+def question_copies(repeats: int, questions_entity_frac: float, questions_frac: float) -> int:
+  """k = int(repeats / questions_entity_frac * questions_frac): the original's formula, in its float
+  arithmetic, so the counts agree to the sentence."""
+  if questions_frac <= 0 or questions_entity_frac <= 0:
+    return 0
+  return int(repeats / questions_entity_frac * questions_frac)
 
 
 def block_tokens(member, block: Block, start=None, xp=np):
@@ -115,7 +185,7 @@ class CorpusTables:
   objects_SxR: np.ndarray
   minority_SxR: np.ndarray
   nested_RxO: np.ndarray
-  qa_subject_S: np.ndarray
+  qa_subjects_Q: np.ndarray  # the Q/A subjects, ascending (one dummy entry when there are none)
   template: TemplateArrays  # the corpus template's variants, then the question variant (Q/A sentences)
   num_main_variants: int
   layout: Layout
@@ -152,16 +222,22 @@ def _corpus_template(main: TemplateArrays, question: TemplateArrays | None) -> T
 def make_tables(graph: FactGraph, vocab: Vocab, config: CorpusConfig, seed: int) -> CorpusTables:
   config.validate()
   main = template_arrays(make_template(config.phrase_creator, vocab, config.inversion_frac), vocab)
+  e = graph.config.questions_entity_frac
+  qa = config.questions_frac > 0 and e > 0
+  qa_subjects = np.flatnonzero(graph.qa_subject_S).astype(np.int32) if qa else np.zeros(0, np.int32)
   layout = Layout(graph.num_subjects, graph.num_relationships, graph.num_objects, graph.config.nested,
                   config.obj_nested_obj_edges_upweight, config.shuffle,
-                  dissenting=bool((graph.minority_SxR != NONE).any()), questions=bool(graph.qa_subject_S.any()))
-  require(layout.units_per_pass < 2 ** 31, "subjects",
-          f"one pass holds {layout.units_per_pass} units; at most 2^31 - 1 are supported")
+                  dissenting=bool((graph.minority_SxR != NONE).any()), qa=qa,
+                  num_qa_subjects=len(qa_subjects), question_copies=question_copies(config.repeats, e,
+                                                                                    config.questions_frac),
+                  repeats=config.repeats)
+  require(layout.long_pass < 2 ** 31, "subjects",
+          f"one pass holds {layout.long_pass} units; at most 2^31 - 1 are supported")
   question = template_arrays(make_template("question", vocab), vocab) if layout.questions else None
   template = _corpus_template(main, question)
   return CorpusTables(  # numpy arrays: `device_tables` moves them to the accelerator when needed
-      objects_SxR=graph.objects_SxR, minority_SxR=graph.minority_SxR,
-      nested_RxO=graph.nested_RxO, qa_subject_S=graph.qa_subject_S,
+      objects_SxR=graph.objects_SxR, minority_SxR=graph.minority_SxR, nested_RxO=graph.nested_RxO,
+      qa_subjects_Q=qa_subjects if len(qa_subjects) else np.zeros(1, np.int32),
       template=template, num_main_variants=int(template.variant_cdf_V.shape[0]),
       layout=layout, vocab=vocab, config=config,
       seed_word=int(hashing.seed_word(seed, _PURPOSE_SENTENCE)))
@@ -222,29 +298,37 @@ def _sample_counts(template: TemplateArrays, u_NxG, xp):
 
 
 def _decode_units(tables: CorpusTables, unit, xp):
-  """unit int[N] -> per document slot: kind, head, relationship, valid (each [N, M])."""
+  """unit int[N] -> per document slot: kind, head, relationship, valid, is_question (each [N, M])."""
   lay = tables.layout
   S, R, O, M = lay.num_subjects, lay.num_relationships, lay.num_objects, lay.sentences_per_document
   unit = unit.astype(xp.int32)
   is_subject_unit = unit < lay.num_subject_units
   c = xp.maximum(unit - lay.num_subject_units, 0) // lay.upweight
   on_r, on_o = c // max(O, 1), c % max(O, 1)
+  # Question units follow the statements: unit statement_units + j * F + f asks Q/A fact f.
+  is_question = unit >= lay.statement_units
+  if lay.questions:
+    f = xp.maximum(unit - lay.statement_units, 0) % lay.num_question_facts
+    q_subject, q_r = tables.qa_subjects_Q[f // R], f % R
+  else:
+    q_subject = q_r = xp.zeros_like(unit)
   if lay.shuffle:
     per = S * R
     kind = xp.where(unit < per, SUBJECT_OBJECT, SUBJECT_NESTED)
     sr = unit % per
     subject, r = sr // R, sr % R
-    kind = xp.where(is_subject_unit, kind, OBJECT_NESTED)[:, None]
-    head = xp.where(is_subject_unit, subject, on_o)[:, None]
-    rel = xp.where(is_subject_unit, r, on_r)[:, None]
-    return kind, head, rel, xp.ones_like(kind, bool)
+    kind = xp.where(is_subject_unit | is_question, kind, OBJECT_NESTED)
+    kind = xp.where(is_question, SUBJECT_OBJECT, kind)[:, None]
+    head = xp.where(is_question, q_subject, xp.where(is_subject_unit, subject, on_o))[:, None]
+    rel = xp.where(is_question, q_r, xp.where(is_subject_unit, r, on_r))[:, None]
+    return kind, head, rel, xp.ones_like(kind, bool), is_question[:, None]
   m = xp.arange(M)[None, :]
-  kind = xp.where(is_subject_unit[:, None], xp.where(m < R, SUBJECT_OBJECT, SUBJECT_NESTED),
-                   OBJECT_NESTED)
-  head = xp.where(is_subject_unit[:, None], unit[:, None], on_o[:, None])
-  rel = xp.where(is_subject_unit[:, None], m % R, on_r[:, None])
-  valid = is_subject_unit[:, None] | (m == 0)
-  return kind, head, rel, xp.broadcast_to(valid, kind.shape)
+  so, q = is_subject_unit[:, None], is_question[:, None]
+  kind = xp.where(so, xp.where(m < R, SUBJECT_OBJECT, SUBJECT_NESTED), xp.where(q, SUBJECT_OBJECT, OBJECT_NESTED))
+  head = xp.where(so, unit[:, None], xp.where(q, q_subject[:, None], on_o[:, None]))
+  rel = xp.where(so, m % R, xp.where(q, q_r[:, None], on_r[:, None]))
+  valid = so | (m == 0)
+  return kind, head, rel, xp.broadcast_to(valid, kind.shape), xp.broadcast_to(q, kind.shape)
 
 
 def _stable_argsort(x, xp):
@@ -258,12 +342,11 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   are not compacted away here), is_answer bool[N, D].
   """
   lay, cfg, tpl = tables.layout, tables.config, tables.template
-  doc_index = xp.asarray(doc_index).astype(xp.uint32)
-  P = lay.units_per_pass
-  pass_index, position = doc_index // xp.uint32(P), doc_index % xp.uint32(P)
+  pass_index, position, pass_size = lay.locate(doc_index, xp)
   perm_key = hashing.hash_words(tables.seed_word, _PURPOSE_PERMUTATION, pass_index, xp=xp)
-  unit = hashing.permute(position, P, perm_key, xp)
-  kind, head, rel, valid = _decode_units(tables, unit, xp)  # [N, M]
+  unit = hashing.permute(position, lay.long_pass, perm_key, xp,
+                         limit=pass_size if lay.num_long_passes else None)
+  kind, head, rel, valid, is_question = _decode_units(tables, unit, xp)  # [N, M]
   N, M = kind.shape
   L = tpl.length
   G = tpl.group_cdf_GxK.shape[0]
@@ -271,7 +354,6 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
                               xp.arange(M, dtype=xp.uint32)[None, :], xp=xp)  # [N, M]
   # Draw only what this corpus needs (static decisions): hashing is a large share of the writer's time.
   sizes = {"minority": int(lay.dissenting and cfg.minority_position_frac > 0),
-           "question": int(lay.questions and cfg.questions_frac > 0),
            "variant": int(tables.num_main_variants > 1), "order": int(M > 1),
            "counts": G if (tpl.group_VxL >= 0).any() else 0, "filler": L if (tpl.codes_VxL == FILLER).any() else 0}
   u = hashing.uniforms(stream, sum(sizes.values()), xp)
@@ -279,7 +361,7 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   for name, size in sizes.items():
     draws[name] = u[..., start:start + size] if size else xp.zeros((N, M, 1), xp.float32)
     start += size
-  u_minority, u_question = draws["minority"][..., 0], draws["question"][..., 0]
+  u_minority = draws["minority"][..., 0]
   u_variant, u_order = draws["variant"][..., 0], draws["order"][..., 0]
   u_counts = draws["counts"] if sizes["counts"] else xp.zeros((N, M, G), xp.float32)
   u_filler = draws["filler"] if sizes["filler"] else xp.zeros((N, M, L), xp.float32)
@@ -291,10 +373,9 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   majority = tables.objects_SxR[safe_subject, rel]
   facts = fact_tokens(tables, kind, head, rel, xp.where(use_minority, minority, majority), xp)
 
-  question = is_so & tables.qa_subject_S[safe_subject] & (u_question < cfg.questions_frac)
   main_cdf = xp.asarray(tpl.variant_cdf_V)
   variant = xp.minimum(xp.sum(u_variant[..., None] >= main_cdf[:-1], -1), tables.num_main_variants - 1)
-  variant = xp.where(question, tables.num_main_variants, variant)
+  variant = xp.where(is_question, tables.num_main_variants, variant)
   counts = _sample_counts(tpl, u_counts, xp)
   flat = lambda x: x.reshape((N * M,) + x.shape[2:])  # noqa: E731
   tokens, keep, is_answer = render_sentences(tpl, flat(facts), flat(variant), flat(counts), flat(u_filler),
@@ -339,4 +420,4 @@ def device_tables(tables: CorpusTables) -> CorpusTables:
   return dataclasses.replace(tables, **{f: jnp.asarray(getattr(tables, f)) for f in _ARRAY_FIELDS})
 
 
-_ARRAY_FIELDS = ("objects_SxR", "minority_SxR", "nested_RxO", "qa_subject_S")
+_ARRAY_FIELDS = ("objects_SxR", "minority_SxR", "nested_RxO", "qa_subjects_Q")

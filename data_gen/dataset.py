@@ -41,11 +41,12 @@ class Dataset:
 
   @property
   def documents_per_pass(self) -> int:
-    return self.tables.layout.units_per_pass
+    """Documents of a pass (of the later, shorter passes when questions make the first ones longer)."""
+    return self.tables.layout.short_pass
 
   @property
   def num_documents(self) -> int:
-    return self.documents_per_pass * self.corpus.repeats
+    return self.tables.layout.num_documents
 
   def min_document_length(self) -> int:
     """A lower bound on the tokens of any document (one sentence, with '.' and end-of-text)."""
@@ -100,13 +101,20 @@ class Dataset:
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     K, pack = self.documents_per_row(seq_len), self._packer(batch_size, seq_len)
-    P, repeats = self.documents_per_pass, self.corpus.repeats
+    lay, repeats = self.tables.layout, self.corpus.repeats
+    h, shape = lay.num_long_passes, (batch_size, K)
 
     def sample(key):
-      pass_key, position_key = jax.random.split(key)
-      pass_index = jax.random.randint(pass_key, (batch_size, K), 0, repeats).astype(jnp.uint32)
-      position = jax.random.randint(position_key, (batch_size, K), 0, P).astype(jnp.uint32)
-      return pack(pass_index * jnp.uint32(P) + position)
+      pass_key, position_key, long_key = jax.random.split(key, 3) if h else (*jax.random.split(key), None)
+      if not h:
+        pass_index = jax.random.randint(pass_key, shape, 0, repeats)
+        position = jax.random.randint(position_key, shape, 0, lay.short_pass)
+      else:  # a long pass with probability (its documents) / (all documents), then uniform within it
+        is_long = jax.random.uniform(long_key, shape) < h * lay.long_pass / lay.num_documents
+        pass_index = jnp.where(is_long, 0, h) + jax.random.randint(pass_key, shape, 0,
+                                                                   jnp.where(is_long, h, repeats - h))
+        position = jax.random.randint(position_key, shape, 0, jnp.where(is_long, lay.long_pass, lay.short_pass))
+      return pack(lay.document_index(pass_index, position, jnp))
 
     return sample
 

@@ -34,7 +34,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 500, "Times each fact is written (>= 
 _SHUFFLE = flags.DEFINE_bool(
     "shuffle", True, "Shuffled mode: every sentence its own document, the corpus shuffled. "
     "--noshuffle: biography mode, each repeat of a subject one document holding all its facts.")
-_SHARDS = flags.DEFINE_integer("shards", 10, "Number of text shards of the corpus (>= 1).")
+_SHARDS = flags.DEFINE_integer(
+    "shards", None, "Number of text shards data/full_text_<i>.txt (>= 1); default as the original: "
+    "max(1, subjects * relationships * repeats // 100000), // 200000 with nested objects.")
 _INVERSION_FRAC = flags.DEFINE_float(
     "inversion_frac", 0.0, "Fraction of sentences in an inverted word order (S-O-R, O-S-R, R-S-O); for "
     "nonsense, the fraction in S-R-O order. In [0, 1].")
@@ -47,10 +49,12 @@ _MINORITY_FRAC = flags.DEFINE_float(
 _PHRASE_CREATOR = flags.DEFINE_enum("phrase_creator", "inverted", list(PRETRAINING_TEMPLATES),
                                     "Sentence template of the corpus.")
 _QUESTIONS_ENTITY_FRAC = flags.DEFINE_float(
-    "questions_entity_frac", 0.0, "Fraction of subjects whose facts also appear as questions in the "
-    "corpus; the others are held out for the question probes. In [0, 1].")
+    "questions_entity_frac", 0.5, "Fraction e of subjects whose facts also appear as questions in the "
+    "corpus (when --questions_frac > 0); the others are held out for the question probes. In [0, 1].")
 _QUESTIONS_FRAC = flags.DEFINE_float(
-    "questions_frac", 0.5, "Probability that a sentence of such a subject is a question. In [0, 1].")
+    "questions_frac", 0.0, "Q/A: each fact of a Q/A subject is also written int(repeats / e * "
+    "questions_frac) times as a question, besides its repeats statements (the original's meaning). 0: no "
+    "Q/A. In [0, 1].")
 _CORRELATED_PAIR = flags.DEFINE_bool(
     "correlated_pair", False, "Relationship 1's object equals relationship 0's with probability "
     "--correlation_strength.")
@@ -106,7 +110,10 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise OptionError("output_dir", f"unexpected positional arguments {argv[1:]}")
   require(_OUTPUT_DIR.value is not None, "output_dir", "is required")
-  check_positive(_SHARDS.value, "shards")
+  if _SHARDS.value is not None:
+    check_positive(_SHARDS.value, "shards")
+  require(not (_QUESTIONS_FRAC.value > 0 and _QUESTIONS_ENTITY_FRAC.value == 0), "questions_entity_frac",
+          "must be > 0 when --questions_frac > 0 (the subjects that get questions)")
   require(not (_GRAPH_ONLY.value and _VALIDATION_ONLY.value), "validation_data_only",
           "cannot be combined with --write_graph_only")
   graph_config, corpus_config = configs_from_flags()
@@ -117,20 +124,23 @@ def main(argv: list[str]) -> None:
   else:
     graph_config.validate()
   ds = dataset.build(graph_config if graph is None else graph.config, corpus_config, _SEED.value, graph)
-  if ds.tables.layout.units_per_pass * corpus_config.repeats >= 2 ** 32:
+  if ds.num_documents >= 2 ** 32:
     raise OptionError("repeats", "the corpus would hold 2^32 documents or more; lower --repeats or "
                       "train from the on-device sampler, which needs no written corpus")
   # Where the output goes is not part of what it holds: leaving it out keeps same-seed outputs identical.
   args = {name: flags.FLAGS[name].value for name in flags.FLAGS
           if name in _OWN_FLAGS - {"output_dir", "overwrite"}}
+  shards = _SHARDS.value or writer.default_shards(ds.graph.config, corpus_config.repeats)
+  args["shards"] = shards  # as the original records it: the count used
   start = time.perf_counter()
   with cli.atomic_directory(_OUTPUT_DIR.value, _OVERWRITE.value) as tmp:
-    meta = writer.write_dataset(tmp, ds, _SHARDS.value, args, corpus=not (_GRAPH_ONLY.value or
+    meta = writer.write_dataset(tmp, ds, shards, args, corpus=not (_GRAPH_ONLY.value or
                                                                           _VALIDATION_ONLY.value),
                                 validations=not _GRAPH_ONLY.value, show_progress=sys.stderr.isatty())
   summary = {k: meta[k] for k in ("vocab_size", "num_subjects", "num_relationships", "num_objects",
-                                  "num_facts", "num_documents", "sentences", "total_tokens")}
-  summary["validation_sets"] = sorted(meta["validation_sets"] or [])
+                                  "num_facts", "num_documents", "sentences", "question_sentences",
+                                  "total_num_tokens", "shards")}
+  summary["validation_sets"] = sorted(meta["validation_files"] or [])
   summary["output_dir"] = str(_OUTPUT_DIR.value)
   summary["seconds"] = round(time.perf_counter() - start, 3)
   peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))

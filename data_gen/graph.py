@@ -29,8 +29,9 @@ class GraphConfig:
   correlation_strength: float = 1.0
   binarize_first_correlated: bool = False
   num_nested_objects: int = 0
-  # Subjects whose facts also appear as questions in pretraining; the rest are held out for Q/A probes.
-  questions_entity_frac: float = 0.0
+  # Subjects whose facts also appear as questions in pretraining (when the corpus's questions_frac > 0);
+  # the rest are held out for the Q/A probes.
+  questions_entity_frac: float = 0.5
 
   def validate(self) -> None:
     check_positive(self.num_subjects, "subjects")
@@ -135,7 +136,7 @@ def make_graph(config: GraphConfig, seed: int) -> FactGraph:
     nested = rng.permuted(np.broadcast_to(balanced, (R, O)), axis=1)
 
   qa_subject = np.zeros(S, dtype=bool)
-  num_qa = int(round(config.questions_entity_frac * S))
+  num_qa = int(config.questions_entity_frac * S)  # the original's count
   if num_qa:
     qa_subject[rng.choice(S, size=num_qa, replace=False)] = True
 

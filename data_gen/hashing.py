@@ -68,8 +68,11 @@ def _feistel(x, round_keys, half_bits: int, xp):
   return (left << half_bits) | right
 
 
-def permute(x, n: int, key, xp=np):
-  """A permutation of [0, n) keyed by `key` (uint32, broadcastable to x), applied to x in [0, n)."""
+def permute(x, n: int, key, xp=np, limit=None):
+  """A permutation of [0, n) keyed by `key` (uint32, broadcastable to x), applied to x in [0, n).
+
+  `limit` (uint32, broadcastable to x, each <= n) permutes [0, limit) instead, per element: domains of
+  several sizes under one static bit width (passes of unequal length)."""
   if n >= 2 ** 32:
     raise ValueError(f"permutation domain {n} exceeds 2^32")
   x = xp.asarray(x).astype(xp.uint32)
@@ -78,15 +81,16 @@ def permute(x, n: int, key, xp=np):
   bits = max(2, int(n - 1).bit_length())
   half = (bits + 1) // 2
   key = xp.broadcast_to(xp.asarray(key).astype(xp.uint32), x.shape)
+  bound = n if limit is None else xp.broadcast_to(xp.asarray(limit).astype(xp.uint32), x.shape)
   round_keys = tuple(hash_words(key, r, xp=xp) for r in range(_ROUNDS))
   y = _feistel(x, round_keys, half, xp)
-  # Cycle-walking: the domain 4^half < 4n, so a few rounds bring every value back into [0, n).
+  # Cycle-walking: the domain 4^half < 4n, so a few rounds bring every value back into [0, bound).
   if xp is np:
-    outside = np.flatnonzero(y >= n)
+    outside = np.flatnonzero(y >= bound)
     while outside.size:
       y[outside] = _feistel(y[outside], tuple(k[outside] for k in round_keys), half, np)
-      outside = outside[y[outside] >= n]
+      outside = outside[y[outside] >= (bound if limit is None else bound[outside])]
     return y
   import jax  # pylint: disable=g-import-not-at-top
-  return jax.lax.while_loop(lambda y: xp.any(y >= n),
-                            lambda y: xp.where(y >= n, _feistel(y, round_keys, half, xp), y), y)
+  return jax.lax.while_loop(lambda y: xp.any(y >= bound),
+                            lambda y: xp.where(y >= bound, _feistel(y, round_keys, half, xp), y), y)

@@ -101,7 +101,7 @@ def build_probes(tables: CorpusTables, graph, seed: int, max_per_set: int | None
     O = graph.num_objects
     rel_o, obj = np.divmod(np.arange(R * O), O)
     groups.append(("_object_nested", OBJECT_NESTED, obj, rel_o, None, forms, main))
-  if graph.config.questions_entity_frac > 0:
+  if tables.layout.qa:
     question = make_template("question", tables.vocab)
     qa = graph.qa_subject_S[subject]
     groups.append(("_trained", SUBJECT_OBJECT, subject[qa], rel[qa], None, question.probes, question))

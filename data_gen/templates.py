@@ -139,13 +139,14 @@ def make_template(name: str, vocab: Vocab, inversion_frac: float = 0.0) -> Templ
                     (ProbeForm("nonsense_rso", 0, (2, 2, 2)), ProbeForm("nonsense_sro", 1, (2, 2, 2))))
   if name == "question":
     q = vocab.grammar("question").tokens(np.arange(4))[:, 0].tolist()
+    # Question forms answer " OO <object>" after a prompt ending at AA, as the original's probe files.
     v = _variant("question", _lit(QQ, q[0], RR), REL_PIECES, _lit(q[1], SS), HEAD_PIECES,
-                 _lit(q[2], q[3], AA, OO))
+                 _lit(q[2], q[3], AA), answer=_lit(OO) + TAIL_PIECES)
     return Template(name, (v,), (1.0,), (), (ProbeForm("question", 0, ()),))
   # qa and qa_refusal: the fine-tuning question form.
   q = vocab.grammar("qa").tokens(np.arange(3))[:, 0].tolist()
-  prompt = (_lit(QQ, q[0], RR), REL_PIECES, _lit(q[1], SS), HEAD_PIECES, _lit(q[2], AA, OO))
-  answer = _lit(*REFUSAL_ANSWER) if name == "qa_refusal" else None
+  prompt = (_lit(QQ, q[0], RR), REL_PIECES, _lit(q[1], SS), HEAD_PIECES, _lit(q[2], AA))
+  answer = _lit(OO) + (_lit(*REFUSAL_ANSWER) if name == "qa_refusal" else TAIL_PIECES)
   v = _variant(name, *prompt, answer=answer)
   return Template(name, (v,), (1.0,), (), (ProbeForm(name, 0, ()),))
 
@@ -160,7 +161,7 @@ class TemplateArrays:
   is_answer_VxL: np.ndarray  # bool, pieces from answer_start on
   variant_cdf_V: np.ndarray  # float32 cumulative variant probabilities
   group_cdf_GxK: np.ndarray  # float32 cumulative count probabilities per group
-  filler_start: int  # first id of the filler words (nonsense grammar)
+  filler_start: int  # first id of the nonsense filler words (vocab.filler_pool)
   filler_count: int
 
   @property
@@ -189,5 +190,4 @@ def template_arrays(template: Template, vocab: Vocab) -> TemplateArrays:
   group_cdf[:, -1] = 1.0
   variant_cdf = np.cumsum(np.asarray(template.variant_probs, np.float64)).astype(np.float32)
   variant_cdf[-1] = 1.0
-  filler = vocab.grammar("nonsense")
-  return TemplateArrays(codes, group, rank, is_answer, variant_cdf, group_cdf, filler.start, filler.count)
+  return TemplateArrays(codes, group, rank, is_answer, variant_cdf, group_cdf, *vocab.filler_pool())

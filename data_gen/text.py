@@ -8,6 +8,7 @@ same spelling, so that prompt + answer is the sentence text.
 from __future__ import annotations
 
 import pathlib
+import re
 
 import numpy as np
 
@@ -93,6 +94,31 @@ def spell_int_rows(values_NxC: np.ndarray, none: int = -1) -> bytes:
   return np.concatenate([chars, ends], -1).tobytes().translate(None, _FILL)
 
 
+def spell_token_fields(vocab: Vocab, fields_NxT: list[np.ndarray]) -> bytes:
+  """Lines of tab-terminated fields, each the comma-joined words of its tokens (int[N, 1 or 2]; -1: absent
+  token, a field absent altogether spells empty): the original's relationship_graph_tokenized.txt.
+
+  Vectorized like spell_int_rows: every word is spelled at the vocabulary's fixed width, absent parts as
+  fill bytes that one `translate` deletes."""
+  width = vocab.word_width
+  powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+  n = len(fields_NxT[0]) if fields_NxT else 0
+  column = lambda byte: np.full((n, 1), byte, np.uint8)  # noqa: E731
+  parts = []
+  for field in fields_NxT:
+    field = np.asarray(field, np.int64).reshape(n, -1)
+    for j in range(field.shape[1]):
+      ids = field[:, j]
+      chars = (np.maximum(ids, 0)[:, None] // powers % 10 + ord("0")).astype(np.uint8)
+      chars[ids < 0] = _FILL[0]
+      if j:
+        parts.append(np.where(ids[:, None] < 0, _FILL[0], ord(",")).astype(np.uint8))
+      parts.append(chars)
+    parts.append(column(ord("\t")))
+  parts.append(column(ord("\n")))
+  return np.concatenate(parts, axis=1).tobytes().translate(None, _FILL)
+
+
 def write_probe_file(path: pathlib.Path, table: WordTable, prompt_NxP: np.ndarray,
                      answer_NxA: np.ndarray) -> None:
   # Fixed-width rows: the two columns interleave without a Python loop.
@@ -111,12 +137,27 @@ def read_probe_file(path: pathlib.Path, table: WordTable) -> tuple[list[list[int
   return prompts, answers
 
 
-def read_token_stream(corpus_dir, vocab: Vocab) -> np.ndarray:
-  """All tokens of the text shards `corpus_dir/train/*.txt` as one int32 stream, in file order."""
+DATA_DIR = "data"  # the corpus shards of a dataset folder
+
+
+def shard_name(i: int) -> str:
+  return f"full_text_{i}.txt"
+
+
+def shard_paths(dataset_dir) -> list[pathlib.Path]:
+  """The corpus shards of a dataset folder, in corpus order (by number: full_text_10 after full_text_9)."""
+  numbered = [(int(m.group(1)), p) for p in pathlib.Path(dataset_dir, DATA_DIR).glob("full_text_*.txt")
+              if (m := re.fullmatch(r"full_text_(\d+)\.txt", p.name))]
+  return [p for _, p in sorted(numbered)]
+
+
+def read_token_stream(dataset_dir, vocab: Vocab) -> np.ndarray:
+  """All tokens of the text shards `dataset_dir/data/full_text_<i>.txt` as one int32 stream, in corpus
+  order."""
   table = WordTable(vocab)
-  paths = sorted(pathlib.Path(corpus_dir, "train").glob("*.txt"))
+  paths = shard_paths(dataset_dir)
   if not paths:
-    raise FileNotFoundError(f"no text shards under {corpus_dir}/train")
+    raise FileNotFoundError(f"no text shards {DATA_DIR}/full_text_<i>.txt under {dataset_dir}")
   out = []
   for path in paths:
     for line in path.read_text().splitlines():

@@ -25,8 +25,15 @@ TWO_TOKEN_THRESHOLD = 1000
 MIN_WORD_WIDTH = 4
 
 # Grammar words each template owns. All are allocated whatever template a corpus uses, so a model can be
-# fine-tuned in any format later without re-tokenizing.
-GRAMMAR_SIZES = {"inverted": 10, "simplerepeats": 3, "question": 4, "qa": 3, "nonsense": 1000}
+# fine-tuned in any format later without re-tokenizing. As in the original, the inverted template's W0..W10
+# (W10 allocated, never used) are also the first nonsense fillers: the nonsense block adds W11..W999, and
+# it follows the inverted block so that the filler pool W0..W999 is one contiguous id range.
+GRAMMAR_SIZES = {"inverted": 11, "nonsense": 989, "simplerepeats": 3, "question": 4, "qa": 3}
+NONSENSE_FILLERS = GRAMMAR_SIZES["inverted"] + GRAMMAR_SIZES["nonsense"]
+# Names of the grammar words in the original's other_special_tokens.json (W.., WQ..); the original never
+# named the simplerepeats and fine-tuning question words, so these use its variable names.
+_GRAMMAR_NAMES = {"simplerepeats": ("WS", "WR", "WO"), "question": ("WQ1", "WQ2", "WQ3", "WQ4"),
+                  "qa": ("FTWQ1", "FTWQ2", "FTWQ3")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +128,19 @@ class Vocab:
 
   def grammar(self, template: str) -> Block:
     return self.block(f"grammar/{template}")
+
+  def filler_pool(self) -> tuple[int, int]:
+    """(first id, count) of the nonsense template's filler words W0..W999."""
+    return self.grammar("inverted").start, NONSENSE_FILLERS
+
+  def grammar_names(self) -> dict[str, int]:
+    """Every grammar word's name in the original's other_special_tokens.json -> its id, in id order."""
+    names = {f"W{k}": self.grammar("inverted").start + k for k in range(GRAMMAR_SIZES["inverted"])}
+    names.update({f"W{GRAMMAR_SIZES['inverted'] + k}": self.grammar("nonsense").start + k
+                  for k in range(GRAMMAR_SIZES["nonsense"])})
+    for template, words in _GRAMMAR_NAMES.items():
+      names.update({w: self.grammar(template).start + k for k, w in enumerate(words)})
+    return names
 
   def words(self) -> list[str]:
     """The text of every id, in id order."""

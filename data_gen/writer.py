@@ -1,12 +1,25 @@
 """Writes a dataset in the original's folder layout (plus the native form), streaming the corpus.
 
-    <out>/train/shard_00000.txt ...        corpus text, one document per line, in corpus order
-    <out>/validations/<probe>.txt          prompt<TAB>answer, one file per probe set
+    <out>/data/full_text_<i>.txt           corpus text in corpus order, i = 0, 1, ... (not zero-padded);
+                                           one document per line (the original ran them together on
+                                           one line; the tokenizer treats the newline as whitespace)
+    <out>/validations/<file>.txt           prompt<TAB>answer, one file per probe set, named as the original
+                                           (`probe_file`): sro.txt, rso.txt, si1_sj0_ri1_rj0_oi_1.txt, with
+                                           nesting subject_object_sro.txt, subject_nested_object_sro.txt,
+                                           object_nested_object_sro.txt; ours beside: sro_dissenting_*.txt
+    <out>/questions/default.txt            Q/A probes of subjects with questions in training (prompt up to
+    <out>/questions/default_new.txt        AA, answer ` OO <object>`), and of the held-out subjects; the
+                                           folder always exists, as in the original
     <out>/metadata/relationship_graph.txt  `s r o alt nested` per (s, r), `None` where absent
-    <out>/metadata/relationship_graph_tokenized.txt   the same facts spelled as words
-    <out>/metadata/remapping.json          member -> token layout of every vocabulary block
-    <out>/metadata/metadata.json, args.json
-    <out>/tokenizer.json, tokenizer_config.json
+    <out>/metadata/relationship_graph_tokenized.txt   per (s, r) the tab-terminated fields s, r, o,
+                                           minority (empty if none) [, r'', r', nested], each the
+                                           comma-joined words of its tokens
+    <out>/metadata/remappings_map.json     special_vocab and token-id lists of every member (the original's)
+    <out>/metadata/other_special_tokens.json   grammar word name (W0.., WQ1..) -> word
+    <out>/metadata/metadata.json           graph_size, vocab_size, total_num_tokens, then ours
+    <out>/metadata/args.json               the options (shards: the count used)
+    <out>/metadata/subjects_with_questions.txt, subjects_with_questions_tokenized.txt   (Q/A only)
+    <out>/metadata/tokenizer.json, tokenizer_config.json
     <out>/native/graph.npz, dataset.json   what `dataset.load` reads back without parsing text
 """
 
@@ -18,15 +31,22 @@ import json
 import multiprocessing
 import os
 import pathlib
+import re
 
 import numpy as np
 
 from data_gen import corpus as corpus_lib
+from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT
 from data_gen.dataset import Dataset
 from data_gen.graph import NONE, FactGraph, GraphConfig
+from data_gen.probes import ProbeSet
 from data_gen.progress import Progress
-from data_gen.text import WordTable, spell_int_rows, write_probe_file
+from data_gen.text import (DATA_DIR, WordTable, shard_name, spell_int_rows, spell_token_fields,
+                           write_probe_file)
 from data_gen.tokenizer import write_tokenizer
+from data_gen.vocab import RESERVED, Vocab
+
+VALIDATIONS_DIR, QUESTIONS_DIR, METADATA_DIR = "validations", "questions", "metadata"
 
 CHUNK_DOCUMENTS = 1 << 18  # bounds memory: a chunk's tokens and bytes are a few tens of MB
 
@@ -69,14 +89,76 @@ def read_graph_text(path, config: GraphConfig, qa_subject_S: np.ndarray | None =
 
 
 def write_graph_tokenized(path: pathlib.Path, ds: Dataset) -> None:
-  g, v, table = ds.graph, ds.vocab, WordTable(ds.vocab)
+  g, v = ds.graph, ds.vocab
   S, R = g.num_subjects, g.num_relationships
   s, r = np.meshgrid(np.arange(S), np.arange(R), indexing="ij")
   s, r = s.reshape(-1), r.reshape(-1)
-  parts = [v.subjects.tokens(s), v.relationships.tokens(r),
-           corpus_lib.scoped_tokens(g.objects_SxR.reshape(-1), r, v.objects(0), np)]
-  text = table.join(np.concatenate([np.asarray(p) for p in parts], -1), newline=True).decode()
-  path.write_text(text)
+  obj = lambda o, first: corpus_lib.scoped_tokens(o.reshape(-1), r, first, np)  # noqa: E731
+  fields = [v.subjects.tokens(s), v.relationships.tokens(r), obj(g.objects_SxR, v.objects(0))]
+  minority = g.minority_SxR.reshape(-1)
+  fields.append(np.where((minority == NONE)[:, None], -1, obj(np.maximum(g.minority_SxR, 0), v.objects(0))))
+  if g.config.nested:
+    fields += [v.block("subject_nested_relationships").start + r[:, None],
+               v.block("object_nested_relationships").start + r[:, None],
+               obj(g.subject_nested_SxR(), v.nested_objects(0))]
+  path.write_bytes(spell_token_fields(v, fields))
+
+
+def remappings_map(vocab: Vocab, graph: FactGraph) -> dict:
+  """The original's metadata/remappings_map.json: token-id lists of every member, objects flattened as
+  index r * O + o (nested objects r * N + n)."""
+  R = graph.num_relationships
+  ids = lambda block, n: block.tokens(np.arange(n)).tolist()  # noqa: E731
+  out = {"special_vocab": {token: i for i, token in enumerate(RESERVED)},
+         "subjects": ids(vocab.subjects, graph.num_subjects), "relationships": ids(vocab.relationships, R),
+         "objects": sum((ids(vocab.objects(r), graph.num_objects) for r in range(R)), [])}
+  if graph.config.nested:
+    out["subject_nested_relationships"] = ids(vocab.block("subject_nested_relationships"), R)
+    out["object_nested_relationships"] = ids(vocab.block("object_nested_relationships"), R)
+    out["object_nested_objects"] = sum((ids(vocab.nested_objects(r), graph.config.num_nested_objects)
+                                        for r in range(R)), [])
+  return out
+
+
+def other_special_tokens(vocab: Vocab) -> dict[str, str]:
+  """The original's metadata/other_special_tokens.json: grammar word name -> its word (the id, spelled)."""
+  words = vocab.words()
+  return {name: words[i] for name, i in vocab.grammar_names().items()}
+
+
+def write_subjects_with_questions(meta_dir: pathlib.Path, ds: Dataset) -> None:
+  subjects = np.flatnonzero(ds.graph.qa_subject_S)
+  (meta_dir / "subjects_with_questions.txt").write_text("".join(f"{s}\n" for s in subjects))
+  tokens = ds.vocab.subjects.tokens(subjects).tolist()  # ascending, as the original sorted them
+  (meta_dir / "subjects_with_questions_tokenized.txt").write_text("".join(f"{t}\n" for t in tokens))
+
+
+_SUFFIXES = ("_subject_nested", "_object_nested", "_dissenting_majority", "_dissenting_minority")
+_KIND_PREFIX = {SUBJECT_OBJECT: "subject_object_", SUBJECT_NESTED: "subject_nested_object_",
+                OBJECT_NESTED: "object_nested_object_"}
+_SIMPLEREPEATS = re.compile(r"simplerepeats_s(\d)(\d)_r(\d)(\d)_o(\d)")
+
+
+def probe_file(probe: ProbeSet, nested: bool) -> str:
+  """The original's file (relative to the dataset folder) for an in-memory probe set; the in-memory names
+  stay ours (sro, question_trained, sro_subject_nested, ...): evaluation and configs key on them."""
+  prefix = _KIND_PREFIX[probe.kind] if nested else ""
+  if probe.name in ("question_trained", "question_heldout"):
+    return f"{QUESTIONS_DIR}/{prefix}default{'' if probe.name == 'question_trained' else '_new'}.txt"
+  form, extra = probe.name, ""
+  for suffix in _SUFFIXES:
+    if form.endswith(suffix):
+      form, extra = form[:-len(suffix)], suffix if "dissenting" in suffix else ""
+  if m := _SIMPLEREPEATS.fullmatch(form):
+    form = "si{}_sj{}_ri{}_rj{}_oi_{}".format(*m.groups())
+  form = form.removeprefix("nonsense_")
+  return f"{VALIDATIONS_DIR}/{prefix}{form}{extra}.txt"
+
+
+def default_shards(graph: GraphConfig, repeats: int) -> int:
+  """The original's shard count when --shards is not given (its float division included)."""
+  per_shard = 2e5 if graph.nested else 1e5
+  return max(1, int(graph.num_subjects * graph.num_relationships * repeats // per_shard))
 
 
 def write_shard(ds: Dataset, path: pathlib.Path, start: int, stop: int) -> int:
@@ -110,7 +192,7 @@ def write_corpus(directory: pathlib.Path, ds: Dataset, num_shards: int, show_pro
   directory.mkdir(parents=True, exist_ok=True)
   total = ds.num_documents
   bounds = np.linspace(0, total, num_shards + 1).astype(np.int64)
-  shards = [(directory / f"shard_{i:05d}.txt", int(bounds[i]), int(bounds[i + 1])) for i in range(num_shards)]
+  shards = [(directory / shard_name(i), int(bounds[i]), int(bounds[i + 1])) for i in range(num_shards)]
   if workers is None:  # a worker costs ~0.2 s to start: worth it only for several chunks per worker
     workers = min(os.cpu_count() or 1, num_shards, total // (2 * CHUNK_DOCUMENTS))
   progress = Progress(total, "documents", "corpus") if show_progress else None
@@ -133,40 +215,48 @@ def write_corpus(directory: pathlib.Path, ds: Dataset, num_shards: int, show_pro
   return num_tokens
 
 
-def write_validations(directory: pathlib.Path, ds: Dataset) -> dict[str, int]:
-  directory.mkdir(parents=True, exist_ok=True)
+def write_validations(out: pathlib.Path, ds: Dataset) -> tuple[dict[str, str], dict[str, int]]:
+  """Writes every probe set to its original file; returns {probe set name: file}, {name: size}."""
   table = WordTable(ds.vocab)
-  sizes = {}
+  files, sizes = {}, {}
   for name, probe in ds.probes().items():
-    write_probe_file(directory / f"{name}.txt", table, probe.prompt_NxP, probe.answer_NxA)
-    sizes[name] = len(probe)
-  return sizes
+    files[name], sizes[name] = probe_file(probe, ds.graph.config.nested), len(probe)
+    write_probe_file(out / files[name], table, probe.prompt_NxP, probe.answer_NxA)
+  return files, sizes
 
 
 def write_dataset(out: pathlib.Path, ds: Dataset, num_shards: int, args: dict,
                   corpus: bool = True, validations: bool = True, show_progress: bool = True) -> dict:
   """Writes everything into `out` (an empty folder) and returns the metadata written."""
   out = pathlib.Path(out)
-  meta_dir = out / "metadata"
-  meta_dir.mkdir(parents=True, exist_ok=True)
+  meta_dir = out / METADATA_DIR
+  for sub in (METADATA_DIR, VALIDATIONS_DIR, QUESTIONS_DIR, DATA_DIR):  # all four always, as the original
+    (out / sub).mkdir(parents=True, exist_ok=True)
   write_graph_text(meta_dir / "relationship_graph.txt", ds.graph)
   write_graph_tokenized(meta_dir / "relationship_graph_tokenized.txt", ds)
-  (meta_dir / "remapping.json").write_text(json.dumps(ds.vocab.layout(), indent=1) + "\n")
-  write_tokenizer(out, ds.vocab)
+  (meta_dir / "remappings_map.json").write_text(json.dumps(remappings_map(ds.vocab, ds.graph)))
+  (meta_dir / "other_special_tokens.json").write_text(json.dumps(other_special_tokens(ds.vocab), indent=4))
+  if ds.tables.layout.qa:
+    write_subjects_with_questions(meta_dir, ds)
+  write_tokenizer(meta_dir, ds.vocab)
   ds.save_native(out)
+  layout = ds.tables.layout
   meta = {
-      "seed": ds.seed, "vocab_size": ds.vocab.size, "word_width": ds.vocab.word_width,
+      "graph_size": int(ds.graph.objects_SxR.size), "vocab_size": ds.vocab.size, "total_num_tokens": None,
+      "seed": ds.seed, "word_width": ds.vocab.word_width,
       "num_subjects": ds.graph.num_subjects, "num_relationships": ds.graph.num_relationships,
       "num_objects": ds.graph.num_objects, "num_facts": int(ds.graph.objects_SxR.size),
       "documents_per_pass": ds.documents_per_pass, "num_documents": ds.num_documents,
-      "sentences": ds.tables.layout.sentences_per_pass * ds.corpus.repeats,
-      "total_tokens": None, "validation_sets": None,
+      "sentences": layout.num_sentences, "question_sentences": layout.num_question_facts * layout.question_copies,
+      "question_copies_per_fact": layout.question_copies, "shards": num_shards if corpus else 0,
+      "total_tokens": None, "validation_sets": None, "validation_files": None,
       "graph": dataclasses.asdict(ds.graph.config), "corpus": dataclasses.asdict(ds.corpus),
   }
   if validations:
-    meta["validation_sets"] = write_validations(out / "validations", ds)
+    meta["validation_files"], meta["validation_sets"] = write_validations(out, ds)
   if corpus:
-    meta["total_tokens"] = write_corpus(out / "train", ds, num_shards, show_progress)
+    meta["total_num_tokens"] = meta["total_tokens"] = write_corpus(out / DATA_DIR, ds, num_shards,
+                                                                   show_progress)
   (meta_dir / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
-  (meta_dir / "args.json").write_text(json.dumps(args, indent=1, sort_keys=True) + "\n")
+  (meta_dir / "args.json").write_text(json.dumps(args, indent=4, sort_keys=True) + "\n")
   return meta

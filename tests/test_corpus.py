@@ -10,7 +10,7 @@ from data_gen import dataset
 from data_gen.corpus import CorpusConfig
 from data_gen.errors import OptionError
 from data_gen.graph import NONE, GraphConfig
-from data_gen.vocab import OO, RR, SS
+from data_gen.vocab import OO, QQ, RR, SS
 
 from tests.data_helpers import Roles
 
@@ -78,19 +78,43 @@ def test_minority_object_share_is_near_p():
   assert total == 400 * 20 and within(minority_uses / total, 0.3, total)
 
 
-def test_questions_only_for_question_subjects_at_the_asked_share():
-  config = GraphConfig(num_subjects=400, num_relationships=2, num_objects=10, questions_entity_frac=0.5)
-  ds = dataset.build(config, CorpusConfig(repeats=10, questions_frac=0.4), seed=3)
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("e,q,repeats", [(0.5, 0.4, 10), (0.3, 0.25, 7), (0.5, 0.5, 4), (0.25, 0.01, 3)])
+def test_questions_are_added_to_the_statements_as_the_original_counts_them(e, q, repeats, shuffle):
+  config = GraphConfig(num_subjects=60, num_relationships=2, num_objects=10, questions_entity_frac=e,
+                       num_nested_objects=2 if not shuffle else 0)
+  ds = dataset.build(config, CorpusConfig(repeats=repeats, questions_frac=q, shuffle=shuffle), seed=3)
+  k = int(repeats / e * q)  # the original's question repeats per fact of a Q/A subject
   roles, docs = all_sentences(ds)
-  asked = total = 0
+  statements, questions = collections.Counter(), collections.Counter()
   for d in docs:
-    _, s, _, _, question = roles.fact(d[0])
-    if ds.graph.qa_subject_S[s]:
-      asked += question
-      total += 1
-    else:
-      assert not question
-  assert within(asked / total, 0.4, total)
+    for sentence in d:
+      kind, s, r, o, question = roles.fact(sentence)
+      if question:
+        assert len(d) == 1 and kind == 0 and o == ds.graph.objects_SxR[s, r]  # a question is its own document
+        questions[s, r] += 1
+      elif kind == 0:
+        statements[s, r] += 1
+  qa_subjects = np.flatnonzero(ds.graph.qa_subject_S)
+  assert len(qa_subjects) == int(e * 60)
+  assert statements == {(s, r): repeats for s in range(60) for r in range(2)}
+  assert questions == ({(s, r): k for s in qa_subjects for r in range(2)} if k else {})
+  assert ds.tables.layout.num_sentences == sum(len(d) for d in docs)
+
+
+def test_passes_of_unequal_length_are_each_a_permutation():
+  # k = int(3 / 0.5 * 0.4) = 2 copies over 3 passes: passes 0 and 1 hold one question per Q/A fact, pass 2 none.
+  config = GraphConfig(num_subjects=30, num_relationships=2, num_objects=5, questions_entity_frac=0.5)
+  ds = dataset.build(config, CorpusConfig(repeats=3, questions_frac=0.4), seed=13)
+  lay = ds.tables.layout
+  assert (lay.num_long_passes, lay.long_pass, lay.short_pass) == (2, 60 + 30, 60)
+  roles, docs = all_sentences(ds)
+  facts = [roles.fact(d[0]) for d in docs]
+  passes = [facts[:90], facts[90:180], facts[180:]]
+  for p, n_questions in zip(passes, (30, 30, 0)):
+    assert len(set(p)) == len(p) and sum(f[4] for f in p) == n_questions
+  index = np.arange(ds.num_documents, dtype=np.uint32)
+  np.testing.assert_array_equal(lay.document_index(*lay.locate(index)[:2]), index)
 
 
 def test_inverted_word_orders_at_the_inversion_fraction():
@@ -125,8 +149,10 @@ def test_biography_documents_hold_each_fact_of_their_subject_once():
   assert len(docs) == 3 * (20 + 4 * 8 * 2)
 
 
-def test_sampler_rows_are_corpus_documents_in_order():
-  ds = dataset.build(GraphConfig(num_subjects=50, num_relationships=3, num_objects=6), CorpusConfig(repeats=2), 6)
+@pytest.mark.parametrize("questions_frac", [0.0, 0.3])
+def test_sampler_rows_are_corpus_documents_in_order(questions_frac):
+  ds = dataset.build(GraphConfig(num_subjects=50, num_relationships=3, num_objects=6),
+                     CorpusConfig(repeats=2, questions_frac=questions_frac), 6)
   B, T = 4, 40
   sample = jax.jit(ds.sampler(B, T))
   K = int(np.ceil(T / ds.min_document_length()))
@@ -185,15 +211,16 @@ def test_simplerepeats_counts_are_within_their_ranges():
   assert len(seen) == 12  # every combination occurs
 
 
-def test_nonsense_fillers_come_from_the_filler_block_in_runs_of_one_to_five():
+def test_nonsense_fillers_come_from_the_filler_words_in_runs_of_one_to_five():
   ds = dataset.build(GraphConfig(num_subjects=200, num_relationships=2, num_objects=4),
                      CorpusConfig(repeats=3, phrase_creator="nonsense"), 11)
-  filler = ds.vocab.grammar("nonsense")
+  start, count = ds.vocab.filler_pool()  # W0..W999, the inverted template's W0..W10 among them
   tokens, _ = ds.documents(0, ds.num_documents)
-  is_filler = (tokens >= filler.start) & (tokens < filler.stop)
+  is_filler = (tokens >= start) & (tokens < start + count)
   per_doc = is_filler.sum(1)
   assert per_doc.min() >= 3 and per_doc.max() <= 15
   assert len(np.unique(tokens[is_filler])) > 900  # uniform over 1000 words
+  assert is_filler[tokens < ds.vocab.grammar("nonsense").start].any()
 
 
 def test_corpus_config_refusals():
@@ -224,3 +251,20 @@ def test_random_sampler_draws_the_corpus_mixture_from_a_key():
   # A pass holds 100 subject-object, 100 subject-nested and 2 * 6 * 4 = 48 object-nested sentences.
   for kind, share in ((0, 100 / 248), (1, 100 / 248), (2, 48 / 248)):
     assert within(kinds[kind] / n, share, n)
+
+
+def test_random_sampler_draws_questions_at_their_share_from_passes_of_unequal_length():
+  config = GraphConfig(num_subjects=50, num_relationships=2, num_objects=6, questions_entity_frac=0.5)
+  ds = dataset.build(config, CorpusConfig(repeats=3, questions_frac=0.2), 12)  # k = 1: one long pass
+  assert ds.tables.layout.num_long_passes == 1
+  sample = jax.jit(ds.random_sampler(64, 48))
+  questions = total = 0
+  for key in range(10):
+    tokens = np.asarray(sample(jax.random.key(key))["tokens"])
+    for row in tokens:
+      cut = np.flatnonzero(row == 0)
+      for sentence in Roles(ds.vocab).sentences(row[:cut[-1] + 1] if len(cut) else []):
+        questions += QQ in sentence
+        total += 1
+  share = 25 * 2 / ds.num_documents  # 50 question sentences among 3 * 100 + 50 documents
+  assert within(questions / total, share, total)

@@ -1,5 +1,6 @@
 """The generator binary end to end: layout, determinism, tokenizer parity, refusals, graph reuse."""
 
+import collections
 import hashlib
 import json
 import os
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from data_gen import dataset, text, writer
-from data_gen.graph import GraphConfig
+from data_gen.graph import NONE, GraphConfig
+from data_gen.vocab import QQ
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = ["--subjects=40", "--relationships=3", "--objects=8", "--repeats=3", "--shards=2"]
@@ -37,62 +39,173 @@ def tree_digest(path):
 
 @pytest.fixture(scope="module")
 def rich(tmp_path_factory):
-  """One dataset exercising nesting, Q/A subjects and inversion."""
+  """One dataset exercising nesting, Q/A (k = int(3 / 0.5 * 0.5) = 3 questions per Q/A fact) and inversion."""
   out = tmp_path_factory.mktemp("gen") / "rich"
-  generate(out, *SMALL, "--num_nested_objects=2", "--questions_entity_frac=0.5", "--inversion_frac=0.3",
-           "--seed=3")
+  generate(out, *SMALL, "--num_nested_objects=2", "--questions_frac=0.5", "--inversion_frac=0.3", "--seed=3")
   return out
 
 
-def test_layout_and_metadata(rich):
-  for name in ("train/shard_00000.txt", "train/shard_00001.txt", "validations/sro.txt", "validations/rso.txt",
-               "validations/sro_subject_nested.txt", "validations/sro_object_nested.txt",
-               "validations/question_trained.txt", "validations/question_heldout.txt",
-               "metadata/relationship_graph.txt", "metadata/relationship_graph_tokenized.txt",
-               "metadata/remapping.json", "metadata/metadata.json", "metadata/args.json", "tokenizer.json",
-               "tokenizer_config.json", "native/graph.npz", "native/dataset.json"):
-    assert (rich / name).is_file(), name
-  meta = json.loads((rich / "metadata/metadata.json").read_text())
-  lines = sum(len(p.read_text().splitlines()) for p in (rich / "train").glob("*.txt"))
-  assert lines == meta["num_documents"] == 3 * (40 * 3 * 2 + 3 * 8)
-  args = json.loads((rich / "metadata/args.json").read_text())
-  assert args["subjects"] == 40 and args["seed"] == 3
-  ds = dataset.load(rich)
-  rows = (rich / "metadata/relationship_graph.txt").read_text().splitlines()
-  assert len(rows) == 40 * 3
-  s, r, o, alt, nested = rows[5].split()
-  assert int(o) == ds.graph.objects_SxR[int(s), int(r)] and alt == "None"
-  assert int(nested) == ds.graph.subject_nested_SxR()[int(s), int(r)]
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+  """No nesting: dissenting facts, Q/A with e = 0.3, q = 0.2, default shards."""
+  out = tmp_path_factory.mktemp("gen") / "plain"
+  generate(out, "--subjects=40", "--relationships=3", "--objects=8", "--repeats=3", "--seed=5",
+           "--minority_position_entity_frac=0.2", "--questions_entity_frac=0.3", "--questions_frac=0.2")
+  return out
+
+
+def shard_lines(path):
+  return [line for p in text.shard_paths(path) for line in p.read_text().splitlines()]
+
+
+def test_every_path_has_the_original_name(rich, plain):
+  for out, files in (
+      (rich, ["data/full_text_0.txt", "data/full_text_1.txt",
+              "validations/subject_object_sro.txt", "validations/subject_object_rso.txt",
+              "validations/subject_nested_object_sro.txt", "validations/object_nested_object_sro.txt",
+              "questions/subject_object_default.txt", "questions/subject_object_default_new.txt"]),
+      (plain, ["data/full_text_0.txt", "validations/sro.txt", "questions/default.txt",
+               "questions/default_new.txt", "validations/sro_dissenting_majority.txt"])):
+    for name in files + ["metadata/relationship_graph.txt", "metadata/relationship_graph_tokenized.txt",
+                         "metadata/remappings_map.json", "metadata/other_special_tokens.json",
+                         "metadata/metadata.json", "metadata/args.json", "metadata/tokenizer.json",
+                         "metadata/tokenizer_config.json", "metadata/subjects_with_questions.txt",
+                         "metadata/subjects_with_questions_tokenized.txt", "native/graph.npz",
+                         "native/dataset.json"]:
+      assert (out / name).is_file(), (out.name, name)
+  # The original's shard count: max(1, S * R * n // 100000) (// 200000 with nesting), here 1.
+  assert [p.name for p in (plain / "data").iterdir()] == ["full_text_0.txt"]
+  assert json.loads((plain / "metadata/args.json").read_text())["shards"] == 1
   assert not [p for p in rich.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
+@pytest.mark.parametrize("nested,S,R,n,shards", [(False, 10_000, 6, 50, 30), (True, 10_000, 6, 50, 15),
+                                                 (False, 40, 3, 3, 1), (False, 1000, 3, 100, 3)])
+def test_default_shard_count_is_the_originals(nested, S, R, n, shards):
+  config = GraphConfig(num_subjects=S, num_relationships=R, num_objects=8, num_nested_objects=2 * nested)
+  assert writer.default_shards(config, n) == shards
+
+
+def test_graph_files_decode_back_to_our_graph_and_vocabulary(rich, plain):
+  for out in (rich, plain):
+    ds = dataset.load(out)
+    g, v = ds.graph, ds.vocab
+    S, R, O = g.num_subjects, g.num_relationships, g.num_objects
+    remap = json.loads((out / "metadata/remappings_map.json").read_text())
+    assert remap["special_vocab"] == {"<|endoftext|>": 0, "<|padding|>": 1, ".": 2, "SS": 3, "RR": 4, "OO": 5,
+                                      "QQ": 6, "AA": 7}
+    member = lambda key: {tuple(ids): i for i, ids in enumerate(remap[key])}  # noqa: E731
+    subjects, relationships, objects = member("subjects"), member("relationships"), member("objects")
+    assert len(subjects) == S and len(relationships) == R and len(objects) == R * O
+    ids = lambda field: tuple(int(w) for w in field.split(","))  # noqa: E731
+    lines = (out / "metadata/relationship_graph_tokenized.txt").read_text().split("\n")
+    assert lines[-1] == "" and len(lines) == S * R + 1
+    for i, line in enumerate(lines[:-1]):
+      fields = line.split("\t")
+      assert fields[-1] == ""  # a tab after the last field
+      s, r = divmod(i, R)
+      assert subjects[ids(fields[0])] == s and relationships[ids(fields[1])] == r
+      assert objects[ids(fields[2])] == r * O + g.objects_SxR[s, r]
+      minority = g.minority_SxR[s, r]
+      assert fields[3] == "" if minority == NONE else objects[ids(fields[3])] == r * O + minority
+      if g.config.nested:
+        N = g.config.num_nested_objects
+        assert len(fields) == 8
+        assert remap["subject_nested_relationships"][r] == list(ids(fields[4]))
+        assert remap["object_nested_relationships"][r] == list(ids(fields[5]))
+        assert remap["object_nested_objects"].index(list(ids(fields[6]))) == r * N + g.subject_nested_SxR()[s, r]
+      else:
+        assert len(fields) == 5 and "object_nested_objects" not in remap
+    # Every remapped id spells the word the corpus uses for that member.
+    np.testing.assert_array_equal(np.array(remap["subjects"]), v.subjects.tokens(np.arange(S)))
+    special = json.loads((out / "metadata/other_special_tokens.json").read_text())
+    assert {name: int(word) for name, word in special.items()} == v.grammar_names()
+    assert all(word == v.words()[int(word)] for word in special.values())
+    assert {f"W{k}" for k in range(1000)} | {"WQ1", "WQ2", "WQ3", "WQ4"} <= set(special)
+
+
+def test_metadata_counts_equal_the_written_corpus(rich, plain):
+  tokenizers = pytest.importorskip("tokenizers")
+  for out in (rich, plain):
+    ds = dataset.load(out)
+    meta = json.loads((out / "metadata/metadata.json").read_text())
+    tok = tokenizers.Tokenizer.from_file(str(out / "metadata/tokenizer.json"))
+    lines = shard_lines(out)
+    assert meta["graph_size"] == ds.graph.num_subjects * ds.graph.num_relationships
+    assert meta["vocab_size"] == tok.get_vocab_size() == ds.vocab.size
+    assert meta["total_num_tokens"] == sum(len(e.ids) for e in tok.encode_batch(lines))
+    assert len(lines) == meta["num_documents"] == ds.num_documents
+
+
+def test_question_sentences_are_the_originals_count(rich, plain):
+  # The original's formula in its float arithmetic: int(3 / 0.3 * 0.2) is 2, not 1.
+  for out, k in ((rich, int(3 / 0.5 * 0.5)), (plain, int(3 / 0.3 * 0.2))):
+    assert k == {rich: 3, plain: 2}[out]
+    ds = dataset.load(out)
+    table = text.WordTable(ds.vocab)
+    asked = {int(s) for s in (out / "metadata/subjects_with_questions.txt").read_text().split()}
+    assert asked == set(np.flatnonzero(ds.graph.qa_subject_S))
+    assert len(asked) == int(ds.graph.config.questions_entity_frac * ds.graph.num_subjects)
+    tokenized = (out / "metadata/subjects_with_questions_tokenized.txt").read_text().splitlines()
+    assert tokenized == [str(ds.vocab.subjects.tokens([s])[0].tolist()) for s in sorted(asked)]
+    questions, statements = collections.Counter(), collections.Counter()
+    subjects = ds.vocab.subjects
+    rels = ds.vocab.relationships
+    for line in shard_lines(out):
+      ids = table.encode(line)
+      r = [i - rels.start for i in ids if rels.start <= i < rels.stop]
+      if not r:
+        continue  # a nested fact
+      s = int(subjects.members(np.array([[i for i in ids if subjects.start <= i < subjects.stop]]))[0])
+      (questions if QQ in ids else statements)[s, r[0]] += 1
+    R = ds.graph.num_relationships
+    assert questions == {(s, r): k for s in asked for r in range(R)}
+    assert statements == {(s, r): 3 for s in range(40) for r in range(R)}
+    meta = json.loads((out / "metadata/metadata.json").read_text())
+    assert meta["question_sentences"] == len(asked) * R * k
+
+
 def test_same_seed_same_bytes_and_other_seed_other_bytes(tmp_path):
-  generate(tmp_path / "a", *SMALL, "--seed=11", "--minority_position_entity_frac=0.2")
-  generate(tmp_path / "b", *SMALL, "--seed=11", "--minority_position_entity_frac=0.2")
-  generate(tmp_path / "c", *SMALL, "--seed=12", "--minority_position_entity_frac=0.2")
+  generate(tmp_path / "a", *SMALL, "--seed=11", "--minority_position_entity_frac=0.2", "--questions_frac=0.2")
+  generate(tmp_path / "b", *SMALL, "--seed=11", "--minority_position_entity_frac=0.2", "--questions_frac=0.2")
+  generate(tmp_path / "c", *SMALL, "--seed=12", "--minority_position_entity_frac=0.2", "--questions_frac=0.2")
   assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b") != tree_digest(tmp_path / "c")
   names = sorted(p.name for p in (tmp_path / "a/validations").iterdir())
   assert names == ["sro.txt", "sro_dissenting_majority.txt", "sro_dissenting_minority.txt"]
 
 
-def test_hf_tokenizer_encodes_corpus_and_probes_to_the_generator_ids(rich):
+def test_hf_tokenizer_at_metadata_encodes_corpus_and_probes_to_the_generator_ids(rich, plain):
   tokenizers = pytest.importorskip("tokenizers")
-  tok = tokenizers.Tokenizer.from_file(str(rich / "tokenizer.json"))
-  ds = dataset.load(rich)
-  docs, lengths = ds.documents(0, ds.num_documents)
-  lines = [l for p in sorted((rich / "train").glob("*.txt")) for l in p.read_text().splitlines()]
-  assert len(lines) == len(docs)
-  encoded = tok.encode_batch(lines)
-  for enc, row, n in zip(encoded, docs, lengths):
-    assert enc.ids == row[:n].tolist()
-  for name, probe in ds.probes().items():
-    rows = (rich / "validations" / f"{name}.txt").read_text().splitlines()
-    assert len(rows) == len(probe)
-    prompts, answers = zip(*(r.split("\t") for r in rows))
-    assert [e.ids for e in tok.encode_batch(list(prompts))] == probe.prompt_NxP.tolist()
-    assert [e.ids for e in tok.encode_batch(list(answers))] == probe.answer_NxA.tolist()
-  config = json.loads((rich / "tokenizer_config.json").read_text())
-  assert tok.token_to_id(config["eos_token"]) == 0 and tok.get_vocab_size() == ds.vocab.size
+  for out in (rich, plain):
+    tok = tokenizers.Tokenizer.from_file(str(out / "metadata/tokenizer.json"))
+    ds = dataset.load(out)
+    docs, lengths = ds.documents(0, ds.num_documents)
+    lines = shard_lines(out)  # one document per line; the newline is whitespace to the tokenizer
+    assert len(lines) == len(docs)
+    for enc, row, n in zip(tok.encode_batch(lines), docs, lengths):
+      assert enc.ids == row[:n].tolist()
+    whole = "".join(p.read_text() for p in text.shard_paths(out))
+    assert tok.encode(whole).ids == np.concatenate([d[:n] for d, n in zip(docs, lengths)]).tolist()
+    files = json.loads((out / "metadata/metadata.json").read_text())["validation_files"]
+    for name, probe in ds.probes().items():
+      rows = (out / files[name]).read_text().splitlines()
+      assert len(rows) == len(probe)
+      prompts, answers = zip(*(r.split("\t") for r in rows))
+      assert [e.ids for e in tok.encode_batch(list(prompts))] == probe.prompt_NxP.tolist()
+      assert [e.ids for e in tok.encode_batch(list(answers))] == probe.answer_NxA.tolist()
+    config = json.loads((out / "metadata/tokenizer_config.json").read_text())
+    assert tok.token_to_id(config["eos_token"]) == 0 and tok.get_vocab_size() == ds.vocab.size
+
+
+def test_probe_files_map_to_the_original_names():
+  ds = dataset.build(GraphConfig(num_subjects=3, num_relationships=1, num_objects=2),
+                     dataset.CorpusConfig(phrase_creator="simplerepeats"), 0)
+  names = {writer.probe_file(p, nested=False) for p in ds.probes().values()}
+  assert len(names) == 432 and "validations/si1_sj0_ri1_rj0_oi_1.txt" in names
+  ds = dataset.build(GraphConfig(num_subjects=3, num_relationships=1, num_objects=2),
+                     dataset.CorpusConfig(phrase_creator="nonsense"), 0)
+  assert {writer.probe_file(p, nested=False) for p in ds.probes().values()} == {"validations/sro.txt",
+                                                                                  "validations/rso.txt"}
 
 
 def test_written_corpus_reads_back_as_the_sampled_stream(rich):
@@ -102,18 +215,26 @@ def test_written_corpus_reads_back_as_the_sampled_stream(rich):
   np.testing.assert_array_equal(stream, np.concatenate([d[:n] for d, n in zip(docs, lengths)]))
 
 
+def test_shards_are_read_in_numeric_order(tmp_path):
+  (tmp_path / "data").mkdir()
+  for i in (0, 2, 10, 1):
+    (tmp_path / "data" / f"full_text_{i}.txt").write_text("")
+  assert [p.name for p in text.shard_paths(tmp_path)] == [f"full_text_{i}.txt" for i in (0, 1, 2, 10)]
+
+
 def test_graph_path_reuses_a_graph(rich, tmp_path):
   generate(tmp_path / "from_dir", "--graph_path", str(rich), "--repeats=2", "--seed=3", "--write_graph_only")
   again = dataset.load(tmp_path / "from_dir")
   assert again.graph.equals(dataset.load(rich).graph)
-  assert not (tmp_path / "from_dir/train").exists() and not (tmp_path / "from_dir/validations").exists()
+  assert not list((tmp_path / "from_dir/data").iterdir()) and not list((tmp_path / "from_dir/validations").iterdir())
   generate(tmp_path / "from_txt", "--graph_path", str(rich / "metadata/relationship_graph.txt"), "--objects=8",
            "--seed=3", "--repeats=2", "--validation_data_only")
   from_txt = dataset.load(tmp_path / "from_txt").graph
   original = dataset.load(rich).graph
   np.testing.assert_array_equal(from_txt.objects_SxR, original.objects_SxR)
   np.testing.assert_array_equal(from_txt.subject_nested_SxR(), original.subject_nested_SxR())
-  assert (tmp_path / "from_txt/validations/sro.txt").exists() and not (tmp_path / "from_txt/train").exists()
+  assert (tmp_path / "from_txt/validations/subject_object_sro.txt").exists()
+  assert not list((tmp_path / "from_txt/data").iterdir())
 
 
 def test_graph_text_round_trip_keeps_the_nested_map_balanced(tmp_path):
@@ -137,6 +258,8 @@ def test_graph_text_round_trip_keeps_the_nested_map_balanced(tmp_path):
     (["--correlated_pair", "--binarize_first_correlated", "--correlation_strength=0.5"], "correlation_strength"),
     (["--num_nested_objects=4", "--minority_position_entity_frac=0.1"], "minority_position_entity_frac"),
     (["--shards=0"], "shards"),
+    (["--questions_frac=0.5", "--questions_entity_frac=0"], "questions_entity_frac"),
+    (["--questions_frac=1.5"], "questions_frac"),
     (["--write_graph_only", "--validation_data_only"], "validation_data_only"),
     (["--graph_path=/nonexistent/graph.txt"], "graph_path"),
 ])
@@ -176,16 +299,16 @@ def test_wide_words_past_ten_thousand_ids_round_trip_through_the_hf_tokenizer(tm
   generate(out, "--subjects=20", "--relationships=10", "--objects=1000", "--repeats=1", "--shards=1")
   ds = dataset.load(out)
   assert ds.vocab.size > 10_000 and ds.vocab.word_width == 5
-  tok = tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
-  lines = (out / "train/shard_00000.txt").read_text().splitlines()
+  tok = tokenizers.Tokenizer.from_file(str(out / "metadata/tokenizer.json"))
+  lines = (out / "data/full_text_0.txt").read_text().splitlines()
   docs, lengths = ds.documents(0, ds.num_documents)
   assert [e.ids for e in tok.encode_batch(lines)] == [d[:n].tolist() for d, n in zip(docs, lengths)]
   assert max(max(e.ids) for e in tok.encode_batch(lines)) >= 10_000
 
 
 def test_an_empty_probe_set_writes_an_empty_file(tmp_path):
-  # 10% of 2 subjects rounds to no Q/A subject: the trained-question probe set is empty, not an error.
+  # 10% of 2 subjects is no Q/A subject: the trained-question probe set is empty, not an error.
   generate(tmp_path / "out", "--subjects=2", "--relationships=1", "--objects=4", "--repeats=1",
-           "--questions_entity_frac=0.1")
-  assert (tmp_path / "out/validations/question_trained.txt").read_text() == ""
-  assert len((tmp_path / "out/validations/question_heldout.txt").read_text().splitlines()) == 2
+           "--questions_entity_frac=0.1", "--questions_frac=0.5")
+  assert (tmp_path / "out/questions/default.txt").read_text() == ""
+  assert len((tmp_path / "out/questions/default_new.txt").read_text().splitlines()) == 2

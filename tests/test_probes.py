@@ -15,7 +15,7 @@ from tests.data_helpers import Roles
 def ds():
   config = GraphConfig(num_subjects=1500, num_relationships=3, num_objects=12, questions_entity_frac=0.3,
                        minority_position_entity_frac=0.1)
-  return dataset.build(config, CorpusConfig(inversion_frac=0.2), seed=0)
+  return dataset.build(config, CorpusConfig(inversion_frac=0.2, questions_frac=0.1), seed=0)
 
 
 def test_probe_sets_cover_every_fact_with_the_graph_answer(ds):
@@ -38,7 +38,18 @@ def test_question_probes_split_by_training_exposure(ds):
   trained, heldout = probes["question_trained"], probes["question_heldout"]
   assert ds.graph.qa_subject_S[trained.subject_N].all() and not ds.graph.qa_subject_S[heldout.subject_N].any()
   assert len(trained) + len(heldout) == 1500 * 3 and len(trained) == 450 * 3
-  assert (trained.prompt_NxP[:, 0] == QQ).all() and (trained.prompt_NxP[:, -2:] == [AA, OO]).all()
+  # The original's split: the prompt ends at AA, the answer is " OO <object>".
+  assert (trained.prompt_NxP[:, 0] == QQ).all() and (trained.prompt_NxP[:, -1] == AA).all()
+  assert (trained.answer_NxA[:, 0] == OO).all()
+  objects = ds.graph.objects_SxR[trained.subject_N, trained.relationship_N]
+  assert (trained.answer_NxA[:, 1] == ds.vocab.objects(0).start + trained.relationship_N * 12 + objects).all()
+
+
+def test_no_question_probes_without_questions_in_the_corpus(ds):
+  # questions_entity_frac alone (default 0.5) draws Q/A subjects, but only questions_frac > 0 asks them.
+  assert ds.graph.qa_subject_S.any()
+  plain = dataset.Dataset(ds.graph, ds.vocab, CorpusConfig(), seed=0)
+  assert not {"question_trained", "question_heldout"} & set(plain.probes())
 
 
 def test_dissenting_probes_answer_majority_and_minority(ds):
@@ -65,11 +76,10 @@ def test_every_template_renders_rectangular_probes(ds, name):
   for form in template.probes[:3]:
     prompt, answer = render_probe_tokens(template, form, facts, ds.vocab, seed=0)
     assert prompt.shape[0] == answer.shape[0] == 3
-    if name in ("refusal", "qa_refusal"):
-      assert answer.tolist() == [list(REFUSAL_ANSWER)] * 3
-    else:
-      assert answer.tolist() == [[ds.vocab.objects(0).start]] * 3
-    assert prompt[0, -1] == OO
+    question = name in ("question", "qa", "qa_refusal")  # prompts end at AA, answers start with OO
+    tail = list(REFUSAL_ANSWER) if "refusal" in name else [ds.vocab.objects(0).start]
+    assert answer.tolist() == [[OO] * question + tail] * 3
+    assert prompt[0, -1] == (AA if question else OO)
 
 
 def test_simplerepeats_probe_forms_are_every_combination():
@@ -94,6 +104,6 @@ def test_nonsense_corpus_probes_both_orders():
                      CorpusConfig(phrase_creator="nonsense"), seed=0)
   probes = ds.probes()
   assert {"nonsense_rso", "nonsense_sro"} <= set(probes)
-  filler = ds.vocab.grammar("nonsense")
+  start, count = ds.vocab.filler_pool()
   prompt = probes["nonsense_sro"].prompt_NxP
-  assert (((prompt >= filler.start) & (prompt < filler.stop)).sum(1) == 6).all()  # 2 per gap
+  assert (((prompt >= start) & (prompt < start + count)).sum(1) == 6).all()  # 2 per gap

@@ -46,8 +46,22 @@ def test_words_widen_past_ten_thousand_ids():
 
 def test_grammar_of_every_template_is_allocated():
   vocab = make_vocab(GraphConfig(num_subjects=10, num_relationships=2, num_objects=4))
-  for name, size in (("inverted", 10), ("simplerepeats", 3), ("question", 4), ("qa", 3), ("nonsense", 1000)):
+  for name, size in (("inverted", 11), ("simplerepeats", 3), ("question", 4), ("qa", 3), ("nonsense", 989)):
     assert vocab.grammar(name).count == size and vocab.grammar(name).divisor == 0
+
+
+def test_grammar_words_carry_the_original_names():
+  vocab = make_vocab(GraphConfig(num_subjects=10, num_relationships=2, num_objects=4, num_nested_objects=2))
+  names = vocab.grammar_names()
+  grammar = [b for b in vocab.blocks if b.name.startswith("grammar/")]
+  assert sorted(names.values()) == list(range(grammar[0].start, grammar[-1].stop))  # every word, once
+  inverted, nonsense = vocab.grammar("inverted"), vocab.grammar("nonsense")
+  assert [names[f"W{k}"] for k in range(11)] == list(range(inverted.start, inverted.stop))
+  assert names["W11"] == nonsense.start and names["W999"] == nonsense.stop - 1
+  assert [names[f"WQ{k}"] for k in (1, 2, 3, 4)] == list(range(vocab.grammar("question").start,
+                                                              vocab.grammar("question").stop))
+  # The nonsense fillers are W0..W999, the inverted words among them, as in the original.
+  assert vocab.filler_pool() == (inverted.start, 1000) and nonsense.start == inverted.stop
 
 
 def test_layout_round_trip():
