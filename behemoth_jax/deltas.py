@@ -29,7 +29,8 @@ import numpy as np
 class LowRank:
   a: jax.Array  # [in, r] (LoRA's A, transposed to our x @ W layout)
   b: jax.Array  # [r, out]
-  scale: jax.Array  # scalar: LoRA's alpha / r
+  # LoRA's alpha / r: static, so optimizers over a delta never train it and vmapped edits share it.
+  scale: float = flax.struct.field(pytree_node=False, default=1.0)
 
   @property
   def rank(self) -> int:
@@ -169,7 +170,7 @@ def lora(key: jax.Array, params: dict, paths: list[str], rank: int, alpha: float
     n_in, n_out = flat[p].shape
     a = jax.random.normal(jax.random.fold_in(key, i), (n_in, rank), jnp.float32) / np.sqrt(n_in)
     out[p] = LowRank(a=a, b=jnp.zeros((rank, n_out), jnp.float32),
-                     scale=jnp.asarray((alpha if alpha is not None else rank) / rank, jnp.float32))
+                     scale=float(alpha if alpha is not None else rank) / rank)
   return unflatten(out)
 
 
@@ -196,7 +197,7 @@ def _compose_leaf(first, second):
   if isinstance(first, LowRank) and isinstance(second, LowRank):
     return LowRank(a=jnp.concatenate([first.a, second.a], -1),
                    b=jnp.concatenate([first.scale * first.b, second.scale * second.b], -2),
-                   scale=jnp.ones((), jnp.float32))
+                   scale=1.0)
   dense = lambda x: x.dense() if isinstance(x, LowRank) else x
   return dense(first) + dense(second)
 
@@ -210,9 +211,9 @@ def compose(first: dict, second: dict) -> dict:
   return unflatten(out)
 
 
-def scale_by(delta: dict, factor) -> dict:
+def scale_by(delta: dict, factor: float) -> dict:
   def f(x):
-    return x.replace(scale=x.scale * factor) if isinstance(x, LowRank) else x * factor
+    return x.replace(scale=x.scale * float(factor)) if isinstance(x, LowRank) else x * factor
   return jax.tree.map(f, delta, is_leaf=is_leaf)
 
 
@@ -267,7 +268,7 @@ _LOWRANK_KEYS = ("lowrank_a", "lowrank_b", "lowrank_scale")
 
 def to_storable(delta: dict) -> dict:
   """Plain nested dicts of arrays (a LowRank leaf becomes {lowrank_a, lowrank_b, lowrank_scale})."""
-  return unflatten({p: ({k: v for k, v in zip(_LOWRANK_KEYS, (x.a, x.b, x.scale))}
+  return unflatten({p: ({k: v for k, v in zip(_LOWRANK_KEYS, (x.a, x.b, np.float32(x.scale)))}
                         if isinstance(x, LowRank) else x) for p, x in flatten(delta).items()})
 
 
@@ -276,7 +277,7 @@ def from_storable(tree: dict) -> dict:
     if isinstance(node, dict):
       if set(node) == set(_LOWRANK_KEYS):
         return LowRank(a=jnp.asarray(node["lowrank_a"]), b=jnp.asarray(node["lowrank_b"]),
-                       scale=jnp.asarray(node["lowrank_scale"]))
+                       scale=float(np.asarray(node["lowrank_scale"])))
       return {k: walk(v) for k, v in node.items()}
     return jnp.asarray(node)
   return walk(tree)

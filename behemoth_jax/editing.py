@@ -1,0 +1,198 @@
+"""Execution modes of an edit method, and the before/after measurement of each edit.
+
+- Independent: F single-fact edits, each its own delta trained from the same frozen model on its own rows
+  (its fact plus `retain_per_edit` retain rows), and each evaluated with its own delta. One jitted program
+  vmapped over the edits of a chunk; with a mesh, the chunk is sharded along its `facts` axis.
+- Batch: all n facts of the edit set in one delta, trained on the builder's mix (weighted minibatches),
+  evaluated once on every evaluation split.
+- Sequential: the edits one after another, each delta trained on the model with all previous deltas
+  applied (composed), evaluated after each edit (its own fact and every earlier one) and after all.
+
+Measurement (until the evaluation module lands): greedy exact match of the whole answer against the
+post-edit answer (`exact_match`) and against the pre-edit one (`exact_match_old`), decided in one
+teacher-forced pass (equal to greedy decoding, see evaluate.py), with the head at the answer positions only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from behemoth_jax import deltas, edit_data, edit_methods, model
+
+FACTS_AXIS = "facts"
+
+
+def make_exact_match(cfg: model.ModelConfig) -> Callable:
+  """`(params, delta, prompt [N, P], answer [N, A]) -> bool[N]`, not jitted (callers jit/vmap it)."""
+
+  def exact_match(params, delta, prompt_NxP, answer_NxA):
+    P_, A = prompt_NxP.shape[1], answer_NxA.shape[1]
+    tokens = jnp.concatenate([prompt_NxP, answer_NxA[:, :-1]], 1)
+    positions = jnp.broadcast_to(jnp.arange(P_ - 1, P_ + A - 1, dtype=jnp.int32), answer_NxA.shape)
+    logits = model.apply(params, tokens, cfg, delta=delta, head_positions=positions).logits
+    return jnp.all(jnp.argmax(logits, -1) == answer_NxA, -1)
+
+  return exact_match
+
+
+@dataclasses.dataclass
+class Evaluator:
+  """Exact match of every evaluation split, for the frozen model and under deltas (jitted once per shape)."""
+
+  cfg: model.ModelConfig
+  chunk: int = 1024
+
+  def __post_init__(self):
+    em = make_exact_match(self.cfg)
+    self._plain = jax.jit(em)
+    # Many edits, each its own delta and its own rows: [F, M, P] prompts.
+    self._per_edit = jax.jit(jax.vmap(em, in_axes=(None, 0, 0, 0)))
+
+  def correct(self, params, delta, prompt_NxP, answer_NxA) -> np.ndarray:
+    """bool[N] under one delta (None: the frozen model), in fixed-size chunks (one compile per shape)."""
+    N = len(prompt_NxP)
+    out = np.zeros(N, bool)
+    size = min(self.chunk, max(N, 1))
+    for start in range(0, N, size):
+      stop = min(start + size, N)
+      idx = np.minimum(np.arange(start, start + size), N - 1)  # the last chunk repeats its last row
+      got = self._plain(params, delta, prompt_NxP[idx], answer_NxA[idx])
+      out[start:stop] = np.asarray(got)[:stop - start]
+    return out
+
+  def correct_per_edit(self, params, deltas_F, prompt_FxMxP, answer_FxMxA) -> np.ndarray:
+    return np.asarray(self._per_edit(params, deltas_F, prompt_FxMxP, answer_FxMxA))
+
+
+# ---- independent ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class IndependentPlan:
+  """Everything an independent run needs, as host arrays: training rows per edit, linked eval rows."""
+
+  rows: edit_data.Rows  # [F, E + R, ...]
+  is_edit: np.ndarray  # [E + R]
+  head: np.ndarray  # [F] one per distinct edit
+  relationship: np.ndarray
+  after: np.ndarray
+  links: dict  # split key -> (index [F, M], mask [F, M])
+
+  @property
+  def num_edits(self) -> int:
+    return self.rows.inputs_NxL.shape[0]
+
+
+def plan_independent(ts: edit_data.TrainSet, evals: list[edit_data.EvalSplit], retain_per_edit: int,
+                     eval_shared: int, seed: int) -> IndependentPlan:
+  rows, is_edit, groups = edit_data.independent_rows(ts, retain_per_edit, seed)
+  first = np.array([g[0] for g in groups])
+  head, rel, after = ts.edit_head[first], ts.edit_relationship[first], ts.edit_after[first]
+  links = {s.key: edit_data.linked_rows(s, head, rel, after, eval_shared, seed) for s in evals}
+  return IndependentPlan(rows, is_edit, head, rel, after, links)
+
+
+def _batch_of(rows: edit_data.Rows, is_edit: np.ndarray) -> dict:
+  F, N = rows.inputs_NxL.shape[:2]
+  return {**{k: jnp.asarray(v) for k, v in rows.arrays().items()},
+          "is_edit": jnp.broadcast_to(jnp.asarray(is_edit), (F, N)), "weight": jnp.ones((F, N), jnp.float32)}
+
+
+def make_independent_trainer(cfg, hp: edit_methods.EditHParams, paths: list[str],
+                             mesh: Mesh | None = None) -> Callable:
+  """jitted `(frozen, batch [F, ...], keys [F]) -> (deltas [F, ...], losses [F, steps])`, vmapped over
+  edits; the frozen parameters are an argument (not a constant folded into the program)."""
+  train = jax.vmap(lambda fz, b, k: edit_methods.train_delta(fz, b, k, hp, cfg, paths), in_axes=(None, 0, 0))
+  if mesh is None:
+    return jax.jit(train)
+  facts, rep = NamedSharding(mesh, P(FACTS_AXIS)), NamedSharding(mesh, P())
+  return jax.jit(train, in_shardings=(rep, facts, facts), out_shardings=(facts, facts))
+
+
+def facts_mesh(devices=None) -> Mesh:
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (FACTS_AXIS,))
+
+
+def edit_keys(seed: int, edit_index: np.ndarray) -> jax.Array:
+  base = jax.random.key(seed)
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(edit_index, jnp.uint32))
+
+
+def run_independent_chunk(plan: IndependentPlan, start: int, stop: int, chunk: int, trainer: Callable,
+                          evaluator: Evaluator, frozen, evals: list[edit_data.EvalSplit], seed: int,
+                          before: dict) -> dict:
+  """Edits [start, stop) padded to `chunk` (one compile for every chunk). Returns host arrays:
+  deltas [n, ...], loss [n, steps], and per split key and metric (before, after, count) [n] each."""
+  n = stop - start
+  idx = np.minimum(np.arange(start, start + chunk), stop - 1)
+  batch = _batch_of(plan.rows.take(idx), plan.is_edit)
+  deltas_F, loss_FxS = trainer(frozen, batch, edit_keys(seed, idx))
+  out = {"loss": np.asarray(loss_FxS)[:n], "metrics": {}}
+  for s in evals:
+    index_FxM, mask_FxM = plan.links[s.key]
+    index_FxM, mask_FxM = index_FxM[idx], mask_FxM[idx]
+    count = mask_FxM.sum(1)
+    for metric, (prompt, answer) in s.probes.items():
+      after = evaluator.correct_per_edit(frozen, deltas_F, prompt[index_FxM], answer[index_FxM])
+      was = before[s.key][metric][index_FxM]
+      mean = lambda x: np.where(count > 0, (x & mask_FxM).sum(1) / np.maximum(count, 1), np.nan)
+      out["metrics"][(s.key, metric)] = (mean(was)[:n], mean(after)[:n], count[:n])
+  out["deltas"] = jax.tree.map(lambda x: np.asarray(x)[:n], deltas_F)
+  return out
+
+
+def frozen_correct(evaluator: Evaluator, frozen, evals: list[edit_data.EvalSplit], delta=None) -> dict:
+  """{split key: {metric: bool[N]}} for one model (the frozen one, or frozen + delta)."""
+  return {s.key: {m: evaluator.correct(frozen, delta, p, a) for m, (p, a) in s.probes.items()} for s in evals}
+
+
+# ---- batch and sequential ---------------------------------------------------------------------------------
+
+
+def batch_rows(ts: edit_data.TrainSet) -> dict:
+  """Every training row in one pool with the builder's weights: edit rows and retain rows."""
+  rows = edit_data.concat_rows([ts.edit, ts.retain])
+  return {**{k: jnp.asarray(v) for k, v in rows.arrays().items()},
+          "is_edit": jnp.asarray(np.arange(len(rows)) < len(ts.edit)),
+          "weight": jnp.asarray(np.concatenate([ts.edit_weight, ts.retain_weight]).astype(np.float32))}
+
+
+def train_batch(frozen, ts: edit_data.TrainSet, hp: edit_methods.EditHParams, cfg, paths, seed: int):
+  """One delta for all the edit set's facts (weighted minibatches of hp.batch_size rows per step)."""
+  fn = jax.jit(lambda fz, b, k: edit_methods.train_delta(fz, b, k, hp, cfg, paths, sample=True))
+  return fn(frozen, batch_rows(ts), jax.random.key(seed))
+
+
+def run_sequential(params, plan: IndependentPlan, hp: edit_methods.EditHParams, cfg, paths, seed: int,
+                   evaluator: Evaluator, evals: list[edit_data.EvalSplit], on_edit: Callable | None = None):
+  """Edits applied one after another. After edit i: exact match of each edit 0..i's own fact (the
+  edited split's linked rows). Returns (composed delta, per-edit records)."""
+  step = jax.jit(lambda frozen, b, k: edit_methods.train_delta(frozen, b, k, hp, cfg, paths))
+  composed = None
+  records = []
+  edited = next((s for s in evals if s.name in ("edited", "censored")), None)
+  for i in range(plan.num_edits):
+    frozen = deltas.merge(params, composed) if composed else params
+    batch = jax.tree.map(lambda x: x[0], _batch_of(plan.rows.take(np.array([i])), plan.is_edit))
+    delta, loss = step(frozen, batch, edit_keys(seed, np.array([i]))[0])
+    composed = deltas.compose(composed, delta) if composed else delta
+    record = {"edit": i, "final_loss": float(loss[-1])}
+    if edited is not None:
+      index_FxM, mask_FxM = plan.links[edited.key]
+      rows = np.unique(index_FxM[:i + 1][mask_FxM[:i + 1]])
+      prompt, answer = edited.probes["exact_match"]
+      ok = evaluator.correct(params, composed, prompt[rows], answer[rows])
+      own = np.isin(rows, index_FxM[i][mask_FxM[i]])
+      record.update(this_edit=float(ok[own].mean()) if own.any() else float("nan"),
+                    edits_so_far=float(ok.mean()), facts_so_far=int(len(rows)))
+    records.append(record)
+    if on_edit:
+      on_edit(record)
+  return composed, records
