@@ -31,6 +31,7 @@ def read_pretrained(workdir):
   """(params, model config, dataset, step) of the latest checkpoint of a pretraining work dir."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   from behemoth_jax import pretrained  # pylint: disable=g-import-not-at-top
+  require(bool(str(workdir)), "pretrained", "must name a pretraining work dir, got an empty value")
   d = pathlib.Path(workdir)
   require(d.is_dir(), "pretrained", f"{d} is not a directory (a pretraining work dir is expected)")
   step = pretrained.latest_step(d)
@@ -44,6 +45,7 @@ def read_pretrained(workdir):
 
 def delta_dir(path) -> pathlib.Path:
   """The delta directory a --delta value names: itself, or an edit work dir's deltas/."""
+  require(bool(str(path)), "delta", "must name an edit work dir or a delta directory, got an empty value")
   p = pathlib.Path(path)
   require(p.is_dir(), "delta", f"{p} is not a directory (an edit work dir or a delta directory)")
   return p / "deltas" if (p / "deltas").is_dir() else p
@@ -68,6 +70,7 @@ def merge_delta(params, path):
 def export(pretrained, output, delta=None, overwrite: bool = False) -> pathlib.Path:
   """Writes the checkpoint folder `output`; OptionError (one line) for any invalid input, before writing."""
   from behemoth_jax import hf  # pylint: disable=g-import-not-at-top
+  require(bool(str(output)), "output", "must name a folder to create, got an empty value")
   out = pathlib.Path(output)
   # Checked before the (slow) loading; atomic_directory checks again at the rename.
   require(overwrite or not out.exists(), "output",

@@ -3,6 +3,7 @@
 The transformers tests need the `hf` extra (installed by `make`); nothing is fetched from a hub.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -351,3 +352,43 @@ def test_a_failure_while_writing_leaves_nothing(tanh_model, tmp_path, monkeypatc
 def test_export_refusals_are_option_errors(tanh_model, tmp_path):
   with pytest.raises(OptionError, match="--output: .* already exists"):
     export.export(tanh_model[0], tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Deltas: merged into the exported weights.
+
+
+def _random_lora(params, seed=0):
+  """A LoRA delta on every MLP down-projection with non-zero factors (deltas.lora starts at b = 0)."""
+  from behemoth_jax import deltas
+  paths = deltas.resolve_targets(params, "mlp_down", kernels_only=True)
+  delta = deltas.lora(jax.random.key(seed), params, paths, rank=2)
+  return jax.tree.map(lambda x: x.replace(b=0.5 * jax.random.normal(jax.random.key(seed + 1), x.b.shape))
+                      if isinstance(x, deltas.LowRank) else x, delta, is_leaf=deltas.is_leaf)
+
+
+def test_export_merges_a_lora_delta_given_as_edit_work_dir(tanh_model, tmp_path):
+  import torch
+  from behemoth_jax import deltas
+  pretrain, _, params, cfg, _ = tanh_model
+  delta = _random_lora(params)
+  deltas.save(tmp_path / "edit" / "deltas", delta)
+  out = export.export(pretrain, tmp_path / "hf", delta=tmp_path / "edit")
+  assert json.loads((out / "behemoth.json").read_text())["delta"] == str(tmp_path / "edit" / "deltas")
+  tokens_BxT = np.random.default_rng(1).integers(0, cfg.vocab_size, (3, 20))
+  ours = np.asarray(model.forward(params, jnp.asarray(tokens_BxT, jnp.int32), cfg, delta=delta))
+  unedited = np.asarray(model.forward(params, jnp.asarray(tokens_BxT, jnp.int32), cfg))
+  with torch.no_grad():
+    theirs = _hf_model(out)(torch.as_tensor(tokens_BxT)).logits.numpy()
+  assert np.abs(ours - unedited).max() > 1e-2  # the delta matters
+  assert np.abs(ours - theirs).max() <= 1e-4
+
+
+def test_binary_refuses_a_delta_from_another_model(tanh_model, tmp_path):
+  from behemoth_jax import deltas
+  pretrain, _, params, cfg, _ = tanh_model
+  other = model.init_params(jax.random.key(0), dataclasses.replace(cfg, width=2 * cfg.width))
+  deltas.save(tmp_path / "delta", _random_lora(other))
+  r = _run([f"--pretrained={pretrain}", f"--delta={tmp_path / 'delta'}", f"--output={tmp_path / 'hf'}"])
+  _one_line_error(r, "--delta", "another model")
+  assert not (tmp_path / "hf").exists()
