@@ -74,7 +74,7 @@ REFUSAL_TEMPLATES = ("refusal", "qa_refusal")
 # The form that answers with the fact for each fine-tuning form, and its question counterpart.
 ANSWERING_TEMPLATE = {"remapping": "remapping", "qa": "qa", "refusal": "remapping", "qa_refusal": "qa"}
 QUESTION_TEMPLATE = {"remapping": "qa", "refusal": "qa_refusal"}
-# File names use the probe form's name; the remapping template is the statement form "sro".
+# Keys (`EditSplit.stem`) use the probe form's name; the remapping template is the statement form "sro".
 TEMPLATE_TAG = {"remapping": "sro", "qa": "qa", "refusal": "refusal", "qa_refusal": "qa_refusal"}
 TRAIN, EVAL = "train", "eval"
 _SALT = 0x3C6EF372
@@ -183,7 +183,8 @@ class EditSplit:
 
   @property
   def stem(self) -> str:
-    """File name stem: `<split>_<probe form>`, e.g. "same_edges_diff_rel_sro"."""
+    """`<split>_<probe form>`, e.g. "same_edges_diff_rel_sro": the split's key in summaries and native
+    arrays (files are named as the original's: `edit_files.file_stem`)."""
     return f"{self.name}_{TEMPLATE_TAG[self.template]}"
 
   @property

@@ -4,8 +4,9 @@ r"""Writes edit (fine-tuning / unlearning) data for a dataset written by `data_g
 
 Flags are the original's fine-tuning script's long options (with underscores) plus --seed, --output_dir
 and the caps the original hard-coded. Output goes to --output_dir, or else to a sub-folder of --data_dir
-named by the options as the original named it (e.g. ftremapping_10overrides_250overriderepeats_seed0; the
-seed and any non-default option of ours are appended). The folder appears only when complete; an invalid
+named by the options as the original named it (e.g. ftremapping_10overrides_250overriderepeats_seed0,
+ftremapping_single_subset0.5_1overrides_250overriderepeats_seed0; any non-default option of ours and the
+seed are appended). The folder appears only when complete; an invalid
 option prints one line `error: --option: ...` and exits 1 with nothing written. What each split holds:
 `data_gen/edits.py`; the file layout: `data_gen/edit_files.py`.
 """
@@ -111,7 +112,8 @@ def main(argv: list[str]) -> None:
   out = pathlib.Path(_OUTPUT_DIR.value or pathlib.Path(_DATA_DIR.value, edit_files.folder_name(config, _SEED.value)))
   with cli.atomic_directory(out, _OVERWRITE.value) as tmp:
     manifest = edit_files.write_edit_set(tmp, edit_set, ds.vocab,
-                                         {"data_dir": str(_DATA_DIR.value), "dataset_seed": ds.seed})
+                                         {"data_dir": str(_DATA_DIR.value), "dataset_seed": ds.seed},
+                                         qa_subject_S=ds.graph.qa_subject_S if ds.tables.layout.qa else None)
   print(json.dumps({"output_dir": str(out), "train_rows": manifest["train_rows"],
                     "splits": {f["file"]: f["facts"] for f in manifest["files"]},
                     "build_seconds": round(build_seconds, 3),
