@@ -392,3 +392,24 @@ def test_binary_refuses_a_delta_from_another_model(tanh_model, tmp_path):
   r = _run([f"--pretrained={pretrain}", f"--delta={tmp_path / 'delta'}", f"--output={tmp_path / 'hf'}"])
   _one_line_error(r, "--delta", "another model")
   assert not (tmp_path / "hf").exists()
+
+
+def test_a_lora_edit_exported_with_its_delta_gives_the_edited_answer_in_transformers(tanh_model, tmp_path):
+  from behemoth_jax import deltas, edit_data, edit_methods, editing
+  from data_gen import edits
+  pretrain, unedited_out, params, cfg, dataset = tanh_model
+  edit_set = edits.build_edit_set(dataset.graph, edits.EditConfig(num_ft_overrides=1), seed=0)
+  hp = edit_methods.EditHParams(method="lora", targets="mlp_down", rank=4, learning_rate=3e-2, steps=40)
+  delta, _ = editing.train_batch(params, edit_data.train_set(edit_set, dataset), hp, cfg,
+                                 edit_methods.resolve_paths(params, hp), seed=0)
+  edited = next(s for s in edit_data.eval_splits(edit_set, dataset) if s.name == "edited")
+  prompt_NxP, after_NxA = edited.probes["exact_match"]
+  exact_match = editing.make_exact_match(cfg)
+  assert np.all(exact_match(params, delta, prompt_NxP, after_NxA)), "the edit took, in our model"
+  assert not np.any(exact_match(params, None, prompt_NxP, after_NxA))
+  deltas.save(tmp_path / "edit" / "deltas", delta)
+  r = _run([f"--pretrained={pretrain}", f"--delta={tmp_path / 'edit'}", f"--output={tmp_path / 'hf'}"])
+  assert r.returncode == 0, r.stderr
+  A = after_NxA.shape[1]
+  np.testing.assert_array_equal(_greedy(_hf_model(tmp_path / "hf"), prompt_NxP, A), after_NxA)
+  assert not np.any(np.all(_greedy(_hf_model(unedited_out), prompt_NxP, A) == after_NxA, axis=1))
