@@ -227,3 +227,19 @@ def linked_rows(split: EvalSplit, head, relationship, after, shared: int, seed: 
     index[f, :len(hits)] = hits
     mask[f, :len(hits)] = True
   return index, mask
+
+
+def check_matches_graph(edit_set, graph) -> None:
+  """ValueError unless every fact's pre-edit answer is the graph's: an edit set built from another
+  dataset (other seed or options) fails here instead of silently editing facts the model never saw."""
+  from data_gen.edit_select import value_table  # pylint: disable=g-import-not-at-top
+  for s in edit_set.splits:
+    if not len(s):
+      continue
+    table = value_table(graph, s.kind)
+    ok = (s.head < table.shape[0]).all() and (s.relationship < table.shape[1]).all()
+    if ok:
+      ok = (table[s.head, s.relationship] == s.before).all()
+    if not ok:
+      raise ValueError(f"split {s.role}/{s.name} does not match the pretrained run's fact graph "
+                       "(built from another dataset?)")

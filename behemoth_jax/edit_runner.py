@@ -1,0 +1,341 @@
+"""One edit run in a work dir: what `python -m experiments.edit` calls (never reads flags).
+
+`run(config, pretrained_dir, workdir)` checks every option, loads the pretrained model and the edit set,
+runs the configured mode (`editing.py`) and writes:
+  W/config.json      the resolved config (a rerun with another config is refused)
+  W/deltas/          orbax deltas: independent mode one per chunk (leading axis = edits of the chunk),
+                     batch mode `batch/` (plus W/checkpoints/ of the loop), sequential mode `composed/`
+  W/chunks/          independent mode: each finished chunk's measurements (a rerun skips them)
+  W/results.jsonl    one row per edit, split, template and metric: value before and after the edit
+  W/summary.json     split name -> metric -> {"before", "after", "n"}
+  W/run.json         mode, method, targets, timings (edits per second) and the device
+An interrupted independent run resumes at its first unfinished chunk; a batch run from its last
+checkpoint; results.jsonl and summary.json appear only when everything is measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from behemoth_jax import (checkpoint, deltas, edit_data, edit_methods, editing, loop, metrics, pretrained)
+from data_gen import cli, progress
+from data_gen.edit_files import load_edit_set
+from data_gen.edits import TEMPLATE_TAG, EditConfig, build_edit_set
+from data_gen.errors import OptionError
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+RUN_FILE = "run.json"
+
+
+def _need(ok: bool, option: str, message: str) -> None:
+  if not ok:
+    raise ValueError(f"--config.{option}: {message}")
+
+
+def hparams(config) -> edit_methods.EditHParams:
+  fields = {f.name for f in dataclasses.fields(edit_methods.EditHParams)}
+  hp = edit_methods.EditHParams(**{k: config[k] for k in fields})
+  hp.validate()
+  return hp
+
+
+def validate(config) -> None:
+  hparams(config)
+  _need(config.mode in edit_methods.MODES, "mode", f"must be one of {', '.join(edit_methods.MODES)}, "
+        f"got {config.mode!r}")
+  _need(config.loss_on in edit_data.LOSS_ON, "loss_on", f"must be one of {', '.join(edit_data.LOSS_ON)}, "
+        f"got {config.loss_on!r}")
+  for name, low in (("num_edits", 1), ("chunk", 1), ("eval_shared", 1), ("eval_chunk", 1),
+                    ("retain_per_edit", 0), ("log_every", 1), ("checkpoint_every", 1)):
+    _need(int(config[name]) == config[name] and config[name] >= low, name,
+          f"must be an integer >= {low}, got {config[name]}")
+  _need(not (config.method == "refusal") or
+        config.edit_set.finetuning_phrase_creator in ("refusal", "qa_refusal") or config.edit_set_dir,
+        "edit_set.finetuning_phrase_creator", "must be refusal or qa_refusal for method refusal, got "
+        f"{config.edit_set.finetuning_phrase_creator!r}")
+  if config.method in edit_methods.UNLEARNING:
+    _need(config.edit_set.finetuning_phrase_creator not in ("refusal", "qa_refusal"),
+          "edit_set.finetuning_phrase_creator", f"must be an answering form for method {config.method}")
+
+
+def load_pretrained_checked(pretrained_dir):
+  """(params, model config, dataset) or a ValueError naming --pretrained."""
+  path = pathlib.Path(pretrained_dir)
+  if not path.is_dir():
+    raise ValueError(f"--pretrained: {path} is not a directory (a pretraining work dir is needed)")
+  try:
+    return pretrained.load_pretrained(path)
+  except pretrained.PretrainedError as e:
+    raise ValueError(f"--pretrained: {e}") from e
+
+
+def edit_set_of(config, dataset):
+  if config.edit_set_dir:
+    path = pathlib.Path(config.edit_set_dir)
+    if not (path / "edit_set.json").is_file():
+      raise ValueError(f"--config.edit_set_dir: {path} is not an edit-set folder (no edit_set.json; write one "
+                       "with python -m data_gen.make_edits)")
+    edit_set = load_edit_set(path)
+  else:
+    ecfg = EditConfig(num_ft_overrides=config.num_edits, **config.edit_set.to_dict())
+    try:
+      ecfg.validate(dataset.graph)
+      edit_set = build_edit_set(dataset.graph, ecfg, seed=config.edit_set_seed)
+    except OptionError as e:
+      field = "num_edits" if e.option == "num_ft_overrides" else f"edit_set.{e.option}"
+      raise ValueError(f"--config.{field}: {str(e).split(': ', 1)[1]}") from e
+  try:
+    edit_data.check_matches_graph(edit_set, dataset.graph)
+  except ValueError as e:
+    option = "edit_set_dir" if config.edit_set_dir else "edit_set_seed"
+    raise ValueError(f"--config.{option}: {e}") from e
+  return edit_set
+
+
+def _check_workdir(workdir: pathlib.Path, resolved: dict) -> None:
+  path = workdir / CONFIG_FILE
+  if not path.exists():
+    return
+  old = json.loads(path.read_text())
+  if old != resolved:
+    changed = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+    raise ValueError(f"--workdir: {workdir} holds a run with another config (differs in {', '.join(changed)}); "
+                     "choose a new work dir")
+
+
+def _summary_key(name: str, template: str, primary: dict) -> str:
+  first = primary.setdefault(name, template)
+  return name if first == template else f"{name}/{TEMPLATE_TAG[template]}"
+
+
+def _atomic_json(path: pathlib.Path, obj) -> None:
+  cli.write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n")
+
+
+def _save_npz_atomic(path: pathlib.Path, **arrays) -> None:
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  tmp = path.with_name(f".{path.name}.partial")
+  tmp.write_bytes(buf.getvalue())
+  tmp.replace(path)
+
+
+def _mean_or_nan(x) -> float:
+  x = np.asarray(x, np.float64)
+  return float(x.mean()) if x.size else float("nan")
+
+
+# ---- modes ----------------------------------------------------------------------------------------------
+
+
+def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead):
+  plan = editing.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
+  F = plan.num_edits
+  ndev = len(jax.devices())
+  mesh = editing.facts_mesh() if ndev > 1 and config.chunk % ndev == 0 else None
+  trainer = editing.make_independent_trainer(cfg, hp, paths, mesh)
+  before = editing.frozen_correct(evaluator, params, evals)
+  chunks_dir, deltas_dir = workdir / "chunks", workdir / "deltas"
+  chunks_dir.mkdir(exist_ok=True)
+  deltas_dir.mkdir(exist_ok=True)
+  starts = list(range(0, F, config.chunk))
+  done = {s for s in starts if (chunks_dir / f"{s:06d}.npz").exists()}
+  bar = progress.Progress(F, "edits", start=sum(min(config.chunk, F - s) for s in done),
+                          enabled=lead and config.progress, min_interval=0.0)
+  timings = []
+  try:
+    for start in starts:
+      if start in done:
+        continue
+      stop = min(start + config.chunk, F)
+      t0 = time.perf_counter()
+      out = editing.run_independent_chunk(plan, start, stop, config.chunk, trainer, evaluator, params, evals,
+                                          config.seed, before)
+      timings.append((stop - start, time.perf_counter() - t0))
+      if config.save_deltas:
+        target = deltas_dir / f"chunk_{start:06d}"
+        if not target.exists():
+          deltas.save(target, out["deltas"])
+      flat = {"loss": out["loss"]}
+      for (key, metric), (b, a, n) in out["metrics"].items():
+        flat[f"{key}|{metric}|before"], flat[f"{key}|{metric}|after"], flat[f"{key}|{metric}|n"] = b, a, n
+      _save_npz_atomic(chunks_dir / f"{start:06d}.npz", **flat)  # last: marks the chunk finished
+      bar.advance_to(stop, f"loss {float(np.mean(out['loss'][:, -1])):.4f}")
+  finally:
+    bar.close()
+  # Gather every chunk (this run's and earlier ones').
+  rows, per_key = [], {}
+  for start in starts:
+    with np.load(chunks_dir / f"{start:06d}.npz") as z:
+      data = {k: z[k] for k in z.files}
+    for k, v in data.items():
+      if k != "loss":
+        per_key.setdefault(k, []).append(v)
+  primary: dict = {}
+  summary = {}
+  for s in evals:
+    skey = _summary_key(s.name, s.template, primary)
+    index_FxM, mask_FxM = plan.links[s.key]
+    facts = int(np.unique(index_FxM[mask_FxM]).size)
+    for metric in s.probes:
+      b = np.concatenate(per_key[f"{s.key}|{metric}|before"])
+      a = np.concatenate(per_key[f"{s.key}|{metric}|after"])
+      n = np.concatenate(per_key[f"{s.key}|{metric}|n"])
+      for f in range(F):
+        if n[f]:
+          rows.append({"edit": f, "head": int(plan.head[f]), "relationship": int(plan.relationship[f]),
+                       "new_value": int(plan.after[f]), "split": s.name, "template": TEMPLATE_TAG[s.template],
+                       "metric": metric, "before": float(b[f]), "after": float(a[f]), "n": int(n[f])})
+      w = n.astype(np.float64)
+      summary.setdefault(skey, {})[metric] = {
+          "before": float((np.nan_to_num(b) * w).sum() / max(w.sum(), 1)),
+          "after": float((np.nan_to_num(a) * w).sum() / max(w.sum(), 1)),
+          "n": facts, "pairs": int(w.sum())}
+  edits_timed = sum(n for n, _ in timings[1:]) if len(timings) > 1 else sum(n for n, _ in timings)
+  secs = sum(t for _, t in timings[1:]) if len(timings) > 1 else sum(t for _, t in timings)
+  info = {"num_edits": F, "chunks": len(starts), "chunks_run_now": len(timings),
+          "edits_per_s_after_first_chunk": edits_timed / secs if secs else None,
+          "sharded_over_devices": ndev if mesh is not None else 1}
+  return rows, summary, info
+
+
+def _whole_split_rows(evals, before, after, label: str):
+  rows, summary, primary = [], {}, {}
+  for s in evals:
+    skey = _summary_key(s.name, s.template, primary)
+    for metric in s.probes:
+      b, a = before[s.key][metric], after[s.key][metric]
+      rows.append({"edit": label, "split": s.name, "template": TEMPLATE_TAG[s.template], "metric": metric,
+                   "before": _mean_or_nan(b), "after": _mean_or_nan(a), "n": int(len(b))})
+      summary.setdefault(skey, {})[metric] = {"before": _mean_or_nan(b), "after": _mean_or_nan(a),
+                                              "n": int(len(b))}
+  return rows, summary
+
+
+def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead):
+  """One delta through the generic loop (checkpoints, metrics lines, resume, NaN stop)."""
+  start_layer = deltas.first_layer(paths, cfg.num_layers)
+  pool = edit_methods.prepare(params, editing.batch_rows(ts), hp, cfg, start_layer)
+  step = edit_methods.make_step(params, hp, cfg, start_layer)
+  opt = edit_methods.optimizer(hp)
+  key = jax.random.key(config.seed)
+  init_key, data_key = jax.random.split(key)
+
+  def init():
+    delta = edit_methods.init_delta(init_key, params, paths, hp)
+    return {"delta": delta, "opt_state": opt.init(delta)}
+
+  @jax.jit
+  def step_fn(state, step_index):
+    b = edit_methods.minibatch(pool, jax.random.fold_in(data_key, step_index), hp.batch_size)
+    (delta, opt_state), (loss, terms) = step((state["delta"], state["opt_state"]), b)
+    return {"delta": delta, "opt_state": opt_state}, {"loss": loss, **terms}
+
+  manager = checkpoint.make_manager(workdir, 2, config.checkpoint_every)
+  abstract = jax.eval_shape(init)
+  state, start = checkpoint.restore_latest(manager, abstract)
+  if state is None:
+    state = init()
+  if lead:
+    metrics.truncate_after(workdir / "metrics.jsonl", start)
+  writer = metrics.JsonlWriter(workdir / "metrics.jsonl") if lead else None
+  spec = loop.LoopSpec(total_steps=hp.steps, log_every=config.log_every,
+                       checkpoint_every=config.checkpoint_every, show_progress=config.progress)
+  t0 = time.perf_counter()
+  result = loop.run_loop(state, start, spec=spec, step_fn=step_fn, sample=lambda s: np.int32(s),
+                         manager=manager, writer=writer, lead=lead)
+  manager.close()
+  if writer:
+    writer.close()
+  delta = result.state["delta"]
+  train_s = time.perf_counter() - t0
+  if config.save_deltas and not (workdir / "deltas" / "batch").exists():
+    (workdir / "deltas").mkdir(exist_ok=True)
+    deltas.save(workdir / "deltas" / "batch", delta)
+  before = editing.frozen_correct(evaluator, params, evals)
+  after = editing.frozen_correct(evaluator, params, evals, delta)
+  rows, summary = _whole_split_rows(evals, before, after, "batch")
+  return rows, summary, {"num_edits": len(edit_data.edit_groups(ts)), "train_s": train_s,
+                         "delta": deltas.describe(delta)["norm"]}
+
+
+def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead):
+  plan = editing.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
+  bar = progress.Progress(plan.num_edits, "edits", enabled=lead and config.progress, min_interval=0.0)
+  records = []
+
+  def on_edit(record):
+    records.append(record)
+    bar.advance_to(record["edit"] + 1, f"so far {record.get('edits_so_far', float('nan')):.2f}")
+
+  t0 = time.perf_counter()
+  try:
+    composed, _ = editing.run_sequential(params, plan, hp, cfg, paths, config.seed, evaluator, evals, on_edit)
+  finally:
+    bar.close()
+  train_s = time.perf_counter() - t0
+  if config.save_deltas:
+    (workdir / "deltas").mkdir(exist_ok=True)
+    if not (workdir / "deltas" / "composed").exists():
+      deltas.save(workdir / "deltas" / "composed", composed)
+  cli.write_text_atomic(workdir / "sequential.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+  before = editing.frozen_correct(evaluator, params, evals)
+  after = editing.frozen_correct(evaluator, params, evals, composed)
+  rows, summary = _whole_split_rows(evals, before, after, "sequential")
+  return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s,
+                         "delta": deltas.describe(composed)["norm"]}
+
+
+_MODES = {"independent": _run_independent, "batch": _run_batch, "sequential": _run_sequential}
+
+
+def run(config, pretrained_dir, workdir) -> dict:
+  """Runs (or resumes) one edit configuration; returns summary.json's content."""
+  validate(config)
+  hp = hparams(config)
+  params, cfg, dataset = load_pretrained_checked(pretrained_dir)
+  edit_set = edit_set_of(config, dataset)
+  paths = edit_methods.resolve_paths(params, hp)
+  ts = edit_data.train_set(edit_set, dataset, config.loss_on, forget=hp.forget)
+  evals = edit_data.eval_splits(edit_set, dataset)
+  workdir = pathlib.Path(workdir)
+  resolved = {**config.to_dict(), "pretrained": str(pathlib.Path(pretrained_dir).absolute())}
+  _check_workdir(workdir, resolved)
+  lead = jax.process_index() == 0
+  # Every option is checked: only now does the work dir appear.
+  workdir.mkdir(parents=True, exist_ok=True)
+  if (workdir / SUMMARY_FILE).exists():
+    return json.loads((workdir / SUMMARY_FILE).read_text())
+  _atomic_json(workdir / CONFIG_FILE, resolved)
+  evaluator = editing.Evaluator(cfg, config.eval_chunk)
+  t0 = time.perf_counter()
+  rows, summary, info = _MODES[config.mode](config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead)
+  info.update(mode=config.mode, method=hp.method, targets=hp.targets, paths=paths, rank=hp.rank if hp.low_rank else None,
+              wall_s=time.perf_counter() - t0, backend=jax.default_backend(),
+              device=jax.devices()[0].device_kind, num_devices=len(jax.devices()))
+  if lead:
+    cli.write_text_atomic(workdir / RESULTS_FILE,
+                          "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
+    _atomic_json(workdir / RUN_FILE, info)
+    _atomic_json(workdir / SUMMARY_FILE, summary)  # last: its presence means the run is complete
+  return summary
+
+
+def summary_table(summary: dict) -> str:
+  lines = [f"  {'split':<40s} {'metric':<16s} {'before':>7s} {'after':>7s} {'n':>6s}"]
+  for split, by_metric in summary.items():
+    for metric, v in by_metric.items():
+      b, a = v["before"], v["after"]
+      fmt = lambda x: "   nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:6.1f}%"
+      lines.append(f"  {split:<40s} {metric:<16s} {fmt(b):>7s} {fmt(a):>7s} {v['n']:>6d}")
+  return "\n".join(lines)

@@ -1,0 +1,92 @@
+r"""Edit and unlearning configs: a method, its targets, an execution mode and an edit set.
+
+  python -m experiments.edit --config=experiments/configs/edit.py:lora --pretrained=runs/small \
+      --workdir=runs/edit_lora --config.num_edits=100
+
+Names: lora (the acceptance run: independent single-fact rank-4 LoRA edits on every MLP down-projection),
+ft (fine-tune every parameter), ft_blocks (fine-tune the MLP blocks only), ft_l (ft with an L-infinity
+bound), ga, graddiff, npo (unlearning: forget the edited facts' answers), refusal (teach the refusal
+answer). Append ",tiny" for the seconds-long CPU variant used by tests (`lora,tiny`). Override any field
+with --config.x=y, e.g. --config.mode=batch --config.rank=16 --config.targets=mlp_down&layer:2.
+
+Defaults are tuned on the `small` pretraining config (experiments/configs/pretrain.py:small, 4 layers of
+width 128): each measured there (WORKSPACE.md, "Editing"), not taken from a paper, because learning rates
+and step counts depend on the model and the loss mask. The edit set's fields are the edit-set builder's
+(`data_gen.edits.EditConfig`, `python -m data_gen.make_edits --help`); its num_ft_overrides is num_edits.
+"""
+
+import ml_collections
+
+NAMES = ("lora", "ft", "ft_blocks", "ft_l", "ga", "graddiff", "npo", "refusal")
+
+
+def _base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.method = "lora"
+  # Which parameters the delta changes: presets all, blocks, mlp, attn, mlp_down, mlp_up, attn_qkv,
+  # attn_out, kernels, embed, head, layer:<k>, regexes over paths; `,` = union, `&` = intersection.
+  c.targets = "mlp_down"
+  c.rank = 4
+  c.alpha = 0.0  # LoRA scale alpha / rank; 0: alpha = rank
+  c.learning_rate = 1e-2
+  c.steps = 20
+  c.retain_weight = 1.0
+  c.linf = 5e-3
+  c.beta = 0.1
+  c.b1 = 0.9
+  c.b2 = 0.999
+  c.batch_size = 32  # rows per step in batch mode
+  c.loss_on = "answer"  # or "sentence"
+
+  c.mode = "independent"  # independent | batch | sequential
+  c.num_edits = 100
+  c.retain_per_edit = 7  # independent and sequential modes: retain rows trained beside each edit
+  c.chunk = 64  # independent mode: edits per vmapped program
+  c.eval_shared = 32  # locality rows shared by all edits per unlinked split (with_same_rel, reg_data, ...)
+  c.eval_chunk = 1024
+  c.save_deltas = True
+  c.progress = True
+  c.log_every = 10  # batch mode: metrics line every N steps
+  c.checkpoint_every = 100  # batch mode
+
+  # Empty: build the edit set from the pretrained run's dataset with the options below; else a
+  # `python -m data_gen.make_edits` output folder (its own options then apply, num_edits is ignored).
+  c.edit_set_dir = ""
+  c.edit_set = ml_collections.ConfigDict(dict(
+      relationship_ordinal=0, num_repeats_per_override=250, finetuning_phrase_creator="remapping",
+      single_ft_value=False, single_ft_data_subset_frac=1.0, all_same_remapping=False,
+      get_correlated_tuples=False, remap_subject_nested_object_edges=False,
+      remap_object_nested_object_edges=False, add_qa_data_to_finetuning=False, distinct_values=True,
+      censor_heldout_frac=0.1, censor_value=0, same_value_cap=150, same_rel_cap_per_edit=500,
+      reg_rows_per_edit_row=1.0, eval_cap=10_000))
+  c.edit_set_seed = 0
+  return c
+
+
+def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
+  name, *variants = arg.split(",")
+  if name not in NAMES or any(v != "tiny" for v in variants):
+    raise ValueError(f"config name must be one of {', '.join(NAMES)} (optionally followed by ',tiny'), "
+                     f"got {arg!r}")
+  c = _base()
+  c.name = arg
+  c.method = name
+  if name == "lora":
+    pass  # rank 4 on mlp_down
+  elif name in ("ft", "ft_l"):
+    c.targets, c.rank, c.learning_rate = "all", 0, 1e-3
+  elif name == "ft_blocks":
+    c.method, c.targets, c.rank, c.learning_rate = "ft", "mlp", 0, 1e-3
+  elif name in ("ga", "graddiff", "npo"):
+    c.targets, c.rank, c.learning_rate, c.steps = "mlp", 0, 1e-3, 20
+  elif name == "refusal":
+    c.targets, c.rank, c.learning_rate = "mlp", 0, 1e-3
+    c.edit_set.finetuning_phrase_creator = "refusal"
+  if variants:  # tiny: a handful of edits, chunks and probes small enough for tests
+    c.num_edits = 4
+    c.chunk = 4
+    c.eval_shared = 8
+    c.eval_chunk = 64
+    c.progress = False
+  return c
