@@ -192,6 +192,9 @@ class CorpusTables:
   vocab: Vocab
   config: CorpusConfig
   seed_word: int
+  # `template` with "." (and, for one-sentence documents, end-of-text) as literal pieces: rendering then
+  # writes whole sentences at once instead of appending columns (each append copies every row).
+  ended_template: TemplateArrays
 
   @property
   def sentence_length(self) -> int:
@@ -219,6 +222,13 @@ def _corpus_template(main: TemplateArrays, question: TemplateArrays | None) -> T
                              variant_cdf_V=cdf)
 
 
+def _with_ending(t: TemplateArrays, codes: tuple[int, ...]) -> TemplateArrays:
+  V, k = t.codes_VxL.shape[0], len(codes)
+  add = lambda x, v: np.concatenate([x, np.broadcast_to(np.asarray(v, x.dtype), (V, k))], 1)  # noqa: E731
+  return dataclasses.replace(t, codes_VxL=add(t.codes_VxL, codes), group_VxL=add(t.group_VxL, -1),
+                             rank_VxL=add(t.rank_VxL, 0), is_answer_VxL=add(t.is_answer_VxL, False))
+
+
 def make_tables(graph: FactGraph, vocab: Vocab, config: CorpusConfig, seed: int) -> CorpusTables:
   config.validate()
   main = template_arrays(make_template(config.phrase_creator, vocab, config.inversion_frac), vocab)
@@ -240,7 +250,8 @@ def make_tables(graph: FactGraph, vocab: Vocab, config: CorpusConfig, seed: int)
       qa_subjects_Q=qa_subjects if len(qa_subjects) else np.zeros(1, np.int32),
       template=template, num_main_variants=int(template.variant_cdf_V.shape[0]),
       layout=layout, vocab=vocab, config=config,
-      seed_word=int(hashing.seed_word(seed, _PURPOSE_SENTENCE)))
+      seed_word=int(hashing.seed_word(seed, _PURPOSE_SENTENCE)),
+      ended_template=_with_ending(template, (DOT, EOT) if layout.sentences_per_document == 1 else (DOT,)))
 
 
 def spell_facts(vocab: Vocab, kind, head, r, tail, xp=np):
@@ -248,6 +259,9 @@ def spell_facts(vocab: Vocab, kind, head, r, tail, xp=np):
   facts: SUBJECT_OBJECT (subject, r, object), SUBJECT_NESTED (subject, r'', nested value) or
   OBJECT_NESTED (object of r, r', nested value); `kind` may vary per element."""
   kind, head, r, tail = xp.broadcast_arrays(*(xp.asarray(x, xp.int32) for x in (kind, head, r, tail)))
+  if not vocab.has("nested_objects/0"):  # every fact is subject-object: skip the other kinds' branches
+    return xp.concatenate([block_tokens(head, vocab.subjects, xp=xp), (vocab.relationships.start + r)[..., None],
+                           scoped_tokens(tail, r, vocab.objects(0), xp)], -1).astype(xp.int32)
   is_on, is_so = kind == OBJECT_NESTED, kind == SUBJECT_OBJECT
   head_tok = xp.where(is_on[..., None], scoped_tokens(head, r, vocab.objects(0), xp),
                       block_tokens(xp.where(is_on, 0, head), vocab.subjects, xp=xp))
@@ -343,12 +357,16 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   """
   lay, cfg, tpl = tables.layout, tables.config, tables.template
   pass_index, position, pass_size = lay.locate(doc_index, xp)
-  perm_key = hashing.hash_words(tables.seed_word, _PURPOSE_PERMUTATION, pass_index, xp=xp)
+  one_pass = xp is np and pass_index.size and pass_index.min() == pass_index.max()
+  # One key for a run of documents of one pass (the writer's chunks): hashed once, not per document.
+  perm_key = hashing.hash_words(tables.seed_word, _PURPOSE_PERMUTATION, pass_index[0] if one_pass else pass_index,
+                                xp=xp)
   unit = hashing.permute(position, lay.long_pass, perm_key, xp,
                          limit=pass_size if lay.num_long_passes else None)
   kind, head, rel, valid, is_question = _decode_units(tables, unit, xp)  # [N, M]
   N, M = kind.shape
-  L = tpl.length
+  ended = tables.ended_template
+  L = ended.length
   G = tpl.group_cdf_GxK.shape[0]
   stream = hashing.hash_words(tables.seed_word, pass_index[:, None], position[:, None],
                               xp.arange(M, dtype=xp.uint32)[None, :], xp=xp)  # [N, M]
@@ -378,15 +396,16 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   variant = xp.where(is_question, tables.num_main_variants, variant)
   counts = _sample_counts(tpl, u_counts, xp)
   flat = lambda x: x.reshape((N * M,) + x.shape[2:])  # noqa: E731
-  tokens, keep, is_answer = render_sentences(tpl, flat(facts), flat(variant), flat(counts), flat(u_filler),
+  tokens, keep, is_answer = render_sentences(ended, flat(facts), flat(variant), flat(counts), flat(u_filler),
                                              xp)
-  tokens = xp.concatenate([tokens, xp.full((N * M, 1), DOT, xp.int32)], -1).reshape(N, M, L + 1)
-  keep = xp.concatenate([keep, xp.ones((N * M, 1), bool)], -1).reshape(N, M, L + 1) & valid[..., None]
-  is_answer = xp.concatenate([is_answer, xp.zeros((N * M, 1), bool)], -1).reshape(N, M, L + 1)
-  if M > 1:  # biography: the subject's facts in a random order
-    order = _stable_argsort(xp.where(valid, u_order, 2.0), xp)
-    take = lambda x: xp.take_along_axis(x, order[..., None], axis=1)  # noqa: E731
-    tokens, keep, is_answer = take(tokens), take(keep), take(is_answer)
+  if M == 1:  # one sentence, "." and end-of-text: the rendered rows are the documents
+    return {"tokens": tokens, "keep": keep, "is_answer": is_answer}
+  tokens, keep, is_answer = (x.reshape(N, M, L) for x in (tokens, keep, is_answer))
+  keep = keep & valid[..., None]
+  # Biography: the subject's facts in a random order.
+  order = _stable_argsort(xp.where(valid, u_order, 2.0), xp)
+  take = lambda x: xp.take_along_axis(x, order[..., None], axis=1)  # noqa: E731
+  tokens, keep, is_answer = take(tokens), take(keep), take(is_answer)
   end = lambda x, v: xp.concatenate([x.reshape(N, -1), xp.full((N, 1), v, x.dtype)], -1)  # noqa: E731
   return {"tokens": end(tokens, EOT), "keep": end(keep, True), "is_answer": end(is_answer, False)}
 

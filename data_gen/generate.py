@@ -131,11 +131,14 @@ def main(argv: list[str]) -> None:
   args = {name: flags.FLAGS[name].value for name in flags.FLAGS
           if name in _OWN_FLAGS - {"output_dir", "overwrite"}}
   shards = _SHARDS.value or writer.default_shards(ds.graph.config, corpus_config.repeats)
+  writes_corpus = not (_GRAPH_ONLY.value or _VALIDATION_ONLY.value)
+  if writes_corpus:  # more shards than documents would only add empty files (a million, if asked)
+    require(shards <= ds.num_documents, "shards",
+            f"must be in [1, {ds.num_documents}] (the corpus has {ds.num_documents} documents), got {shards}")
   args["shards"] = shards  # as the original records it: the count used
   start = time.perf_counter()
   with cli.atomic_directory(_OUTPUT_DIR.value, _OVERWRITE.value) as tmp:
-    meta = writer.write_dataset(tmp, ds, shards, args, corpus=not (_GRAPH_ONLY.value or
-                                                                          _VALIDATION_ONLY.value),
+    meta = writer.write_dataset(tmp, ds, shards, args, corpus=writes_corpus,
                                 validations=not _GRAPH_ONLY.value, show_progress=sys.stderr.isatty())
   summary = {k: meta[k] for k in ("vocab_size", "num_subjects", "num_relationships", "num_objects",
                                   "num_facts", "num_documents", "sentences", "question_sentences",

@@ -80,7 +80,9 @@ def permute(x, n: int, key, xp=np, limit=None):
     return xp.zeros_like(x)
   bits = max(2, int(n - 1).bit_length())
   half = (bits + 1) // 2
-  key = xp.broadcast_to(xp.asarray(key).astype(xp.uint32), x.shape)
+  key = xp.asarray(key).astype(xp.uint32)
+  if key.ndim:  # a scalar key stays scalar: its round keys are hashed once
+    key = xp.broadcast_to(key, x.shape)
   bound = n if limit is None else xp.broadcast_to(xp.asarray(limit).astype(xp.uint32), x.shape)
   round_keys = tuple(hash_words(key, r, xp=xp) for r in range(_ROUNDS))
   y = _feistel(x, round_keys, half, xp)
@@ -88,7 +90,7 @@ def permute(x, n: int, key, xp=np, limit=None):
   if xp is np:
     outside = np.flatnonzero(y >= bound)
     while outside.size:
-      y[outside] = _feistel(y[outside], tuple(k[outside] for k in round_keys), half, np)
+      y[outside] = _feistel(y[outside], tuple(k if not k.ndim else k[outside] for k in round_keys), half, np)
       outside = outside[y[outside] >= (bound if limit is None else bound[outside])]
     return y
   import jax  # pylint: disable=g-import-not-at-top

@@ -46,7 +46,7 @@ class WordTable:
     ids = np.where(ids < 0, PAD, ids)
     if newline:
       ids = np.concatenate([ids, np.full((ids.shape[0], 1), self._newline, ids.dtype)], axis=1)
-    raw = self._items[ids].tobytes().translate(None, _FILL)
+    raw = np.take(self._items, ids).tobytes().translate(None, _FILL)  # take: ~2x fancy indexing on void items
     return raw.replace(_EOT_PLACEHOLDER, b"<|endoftext|>")
 
   def fixed_width_rows(self, tokens_NxL: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ class WordTable:
     ids = np.ascontiguousarray(tokens_NxL)  # PAD-padded, never negative
     ending = b"<|endoftext|>\n"
     out = np.empty((ids.shape[0], ids.shape[1] * self.width + len(ending)), np.uint8)
-    out[:, :ids.shape[1] * self.width] = self._document_items[ids].view(np.uint8).reshape(ids.shape[0], -1)
+    out[:, :ids.shape[1] * self.width] = np.take(self._document_items, ids).view(np.uint8).reshape(ids.shape[0], -1)
     out[:, ids.shape[1] * self.width:] = np.frombuffer(ending, np.uint8)
     return out.tobytes().translate(None, _FILL)
 

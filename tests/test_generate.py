@@ -258,6 +258,7 @@ def test_graph_text_round_trip_keeps_the_nested_map_balanced(tmp_path):
     (["--correlated_pair", "--binarize_first_correlated", "--correlation_strength=0.5"], "correlation_strength"),
     (["--num_nested_objects=4", "--minority_position_entity_frac=0.1"], "minority_position_entity_frac"),
     (["--shards=0"], "shards"),
+    (["--shards=1000000"], "shards"),  # more shards than the 360 documents
     (["--questions_frac=0.5", "--questions_entity_frac=0"], "questions_entity_frac"),
     (["--questions_frac=1.5"], "questions_frac"),
     (["--write_graph_only", "--validation_data_only"], "validation_data_only"),
