@@ -372,9 +372,10 @@ def test_export_merges_a_lora_delta_given_as_edit_work_dir(tanh_model, tmp_path)
   from behemoth_jax import deltas
   pretrain, _, params, cfg, _ = tanh_model
   delta = _random_lora(params)
-  deltas.save(tmp_path / "edit" / "deltas", delta)
+  deltas.save(tmp_path / "edit" / "deltas" / "batch", delta)
   out = export.export(pretrain, tmp_path / "hf", delta=tmp_path / "edit")
-  assert json.loads((out / "behemoth.json").read_text())["delta"] == str(tmp_path / "edit" / "deltas")
+  provenance = json.loads((out / "behemoth.json").read_text())
+  assert provenance["delta"] == str(tmp_path / "edit" / "deltas" / "batch")
   tokens_BxT = np.random.default_rng(1).integers(0, cfg.vocab_size, (3, 20))
   ours = np.asarray(model.forward(params, jnp.asarray(tokens_BxT, jnp.int32), cfg, delta=delta))
   unedited = np.asarray(model.forward(params, jnp.asarray(tokens_BxT, jnp.int32), cfg))
@@ -407,9 +408,59 @@ def test_a_lora_edit_exported_with_its_delta_gives_the_edited_answer_in_transfor
   exact_match = editing.make_exact_match(cfg)
   assert np.all(exact_match(params, delta, prompt_NxP, after_NxA)), "the edit took, in our model"
   assert not np.any(exact_match(params, None, prompt_NxP, after_NxA))
-  deltas.save(tmp_path / "edit" / "deltas", delta)
+  deltas.save(tmp_path / "edit" / "deltas" / "composed", delta)
   r = _run([f"--pretrained={pretrain}", f"--delta={tmp_path / 'edit'}", f"--output={tmp_path / 'hf'}"])
   assert r.returncode == 0, r.stderr
   A = after_NxA.shape[1]
   np.testing.assert_array_equal(_greedy(_hf_model(tmp_path / "hf"), prompt_NxP, A), after_NxA)
   assert not np.any(np.all(_greedy(_hf_model(unedited_out), prompt_NxP, A) == after_NxA, axis=1))
+
+
+@pytest.fixture(scope="module")
+def independent_edit_run(tanh_model, tmp_path_factory):
+  """An experiments.edit work dir of 4 independent LoRA edits: deltas/chunk_000000 stacks 4 deltas."""
+  workdir = tmp_path_factory.mktemp("edit") / "run"
+  cmd = [sys.executable, "-m", "experiments.edit", "--config=experiments/configs/edit.py:lora,tiny",
+         f"--pretrained={tanh_model[0]}", f"--workdir={workdir}"]
+  r = subprocess.run(cmd, cwd=REPO, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr
+  return workdir
+
+
+def test_export_of_an_independent_edit_run_merges_the_chosen_edit(tanh_model, independent_edit_run, tmp_path):
+  import torch
+  from behemoth_jax import deltas
+  pretrain, _, params, cfg, _ = tanh_model
+  stack = deltas.load(independent_edit_run / "deltas" / "chunk_000000")
+  r = _run([f"--pretrained={pretrain}", f"--delta={independent_edit_run}", "--edit_index=2",
+            f"--output={tmp_path / 'hf'}"])
+  assert r.returncode == 0, r.stderr
+  assert json.loads((tmp_path / "hf" / "behemoth.json").read_text())["edit_index"] == 2
+  tokens_BxT = jnp.asarray(np.random.default_rng(2).integers(0, cfg.vocab_size, (2, 24)), jnp.int32)
+  with torch.no_grad():
+    theirs = _hf_model(tmp_path / "hf")(torch.as_tensor(np.array(tokens_BxT))).logits.numpy()
+  for i in range(4):
+    ours = np.asarray(model.forward(params, tokens_BxT, cfg, delta=jax.tree.map(lambda x: x[i], stack)))
+    assert (np.abs(ours - theirs).max() <= 1e-4) == (i == 2), i
+
+
+@pytest.mark.parametrize("args,needles", [
+    ([], ("--edit_index", "independent-mode run")),
+    (["--edit_index=4"], ("--edit_index", "must be in [0, 3], got 4")),
+])
+def test_binary_refuses_an_independent_run_without_a_valid_edit_index(tanh_model, independent_edit_run,
+                                                                      tmp_path, args, needles):
+  r = _run([f"--pretrained={tanh_model[0]}", f"--delta={independent_edit_run}", *args,
+            f"--output={tmp_path / 'hf'}"])
+  _one_line_error(r, *needles)
+  assert not (tmp_path / "hf").exists()
+
+
+def test_binary_refuses_an_edit_index_for_a_single_delta(tanh_model, tmp_path):
+  from behemoth_jax import deltas
+  deltas.save(tmp_path / "delta", _random_lora(tanh_model[2]))
+  r = _run([f"--pretrained={tanh_model[0]}", f"--delta={tmp_path / 'delta'}", "--edit_index=0",
+            f"--output={tmp_path / 'hf'}"])
+  _one_line_error(r, "--edit_index", "is one delta")
+  r = _run([f"--pretrained={tanh_model[0]}", "--edit_index=0", f"--output={tmp_path / 'hf'}"])
+  _one_line_error(r, "--edit_index", "needs --delta")
