@@ -24,6 +24,7 @@ import time
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from behemoth_jax import (checkpoint, deltas, edit_data, edit_methods, editing, loop, metrics, pretrained)
 from data_gen import cli, progress
@@ -144,6 +145,8 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
   ndev = len(jax.devices())
   mesh = editing.facts_mesh() if ndev > 1 and config.chunk % ndev == 0 else None
   trainer = editing.make_independent_trainer(cfg, hp, paths, mesh)
+  if mesh is not None:  # the frozen model on every device, each edit's delta on one
+    params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
   before = editing.frozen_correct(evaluator, params, evals)
   chunks_dir, deltas_dir = workdir / "chunks", workdir / "deltas"
   chunks_dir.mkdir(exist_ok=True)

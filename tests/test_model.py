@@ -7,8 +7,6 @@ import pytest
 
 from behemoth_jax import losses, model
 
-jax.config.update("jax_disable_most_optimizations", True)
-
 CFG = model.ModelConfig(vocab_size=61, num_layers=2, width=32, num_heads=4, max_len=32)
 
 

@@ -17,8 +17,6 @@ import pytest
 from behemoth_jax import checkpoint, data, evaluate, metrics, model, optim, train, trainer
 from experiments.configs import pretrain as pretrain_configs
 
-jax.config.update("jax_disable_most_optimizations", True)
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CFG = model.ModelConfig(vocab_size=64, num_layers=2, width=32, num_heads=4, max_len=32)
 OPT = optim.OptimConfig(learning_rate=1e-2, warmup_steps=2, total_steps=20)
