@@ -316,6 +316,10 @@ def _decode_units(tables: CorpusTables, unit, xp):
   lay = tables.layout
   S, R, O, M = lay.num_subjects, lay.num_relationships, lay.num_objects, lay.sentences_per_document
   unit = unit.astype(xp.int32)
+  if lay.shuffle and lay.statement_units == lay.num_subject_units == S * R and not lay.questions:
+    # Only subject-object sentences (the common corpus): the general decoding below is a dozen passes.
+    zeros = xp.zeros((unit.shape[0], 1), xp.int32)
+    return zeros, (unit // R)[:, None], (unit % R)[:, None], xp.ones_like(zeros, bool), xp.zeros_like(zeros, bool)
   is_subject_unit = unit < lay.num_subject_units
   c = xp.maximum(unit - lay.num_subject_units, 0) // lay.upweight
   on_r, on_o = c // max(O, 1), c % max(O, 1)
@@ -368,13 +372,14 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   ended = tables.ended_template
   L = ended.length
   G = tpl.group_cdf_GxK.shape[0]
-  stream = hashing.hash_words(tables.seed_word, pass_index[:, None], position[:, None],
-                              xp.arange(M, dtype=xp.uint32)[None, :], xp=xp)  # [N, M]
   # Draw only what this corpus needs (static decisions): hashing is a large share of the writer's time.
   sizes = {"minority": int(lay.dissenting and cfg.minority_position_frac > 0),
            "variant": int(tables.num_main_variants > 1), "order": int(M > 1),
            "counts": G if (tpl.group_VxL >= 0).any() else 0, "filler": L if (tpl.codes_VxL == FILLER).any() else 0}
-  u = hashing.uniforms(stream, sum(sizes.values()), xp)
+  if sum(sizes.values()):
+    stream = hashing.hash_words(tables.seed_word, pass_index[:, None], position[:, None],
+                                xp.arange(M, dtype=xp.uint32)[None, :], xp=xp)  # [N, M]
+    u = hashing.uniforms(stream, sum(sizes.values()), xp)
   draws, start = {}, 0
   for name, size in sizes.items():
     draws[name] = u[..., start:start + size] if size else xp.zeros((N, M, 1), xp.float32)
@@ -384,12 +389,13 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   u_counts = draws["counts"] if sizes["counts"] else xp.zeros((N, M, G), xp.float32)
   u_filler = draws["filler"] if sizes["filler"] else xp.zeros((N, M, L), xp.float32)
 
-  is_so = kind == SUBJECT_OBJECT
-  safe_subject = xp.where(kind == OBJECT_NESTED, 0, head)
-  minority = tables.minority_SxR[safe_subject, rel]
-  use_minority = is_so & (minority != NONE) & (u_minority < cfg.minority_position_frac)
-  majority = tables.objects_SxR[safe_subject, rel]
-  facts = fact_tokens(tables, kind, head, rel, xp.where(use_minority, minority, majority), xp)
+  override = None  # the graph's object, unless a dissenting fact's sentence uses its minority object
+  if sizes["minority"]:
+    safe_subject = xp.where(kind == OBJECT_NESTED, 0, head)
+    minority = tables.minority_SxR[safe_subject, rel]
+    use_minority = (kind == SUBJECT_OBJECT) & (minority != NONE) & (u_minority < cfg.minority_position_frac)
+    override = xp.where(use_minority, minority, tables.objects_SxR[safe_subject, rel])
+  facts = fact_tokens(tables, kind, head, rel, override, xp)
 
   main_cdf = xp.asarray(tpl.variant_cdf_V)
   variant = xp.minimum(xp.sum(u_variant[..., None] >= main_cdf[:-1], -1), tables.num_main_variants - 1)
@@ -424,6 +430,17 @@ def compact(tokens_NxL, keep_NxL, width: int, *extra_NxL):
   valid = jnp.zeros((N, width), bool).at[rows, target].set(True, mode="drop")
   extras = [jnp.zeros((N, width), x.dtype).at[rows, target].set(x, mode="drop") for x in extra_NxL]
   return (out, valid, *extras, jnp.sum(keep_NxL, axis=-1).astype(jnp.int32))
+
+
+def varying_columns(tables: CorpusTables) -> np.ndarray | None:
+  """Columns of rendered documents that can differ between documents (the fact slots) when every
+  document is one sentence in one word order without optional pieces (the others hold one literal token
+  in every document); None for other corpora. The text writer's fast path (`WordTable.join_documents`)."""
+  t = tables.ended_template
+  if (tables.layout.sentences_per_document != 1 or t.codes_VxL.shape[0] != 1 or (t.group_VxL >= 0).any()
+      or (t.codes_VxL == FILLER).any()):
+    return None
+  return np.flatnonzero(t.codes_VxL[0] < 0)
 
 
 def render_padded_documents(tables: CorpusTables, doc_index, xp=np):

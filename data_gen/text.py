@@ -38,6 +38,9 @@ class WordTable:
     # For whole documents, end-of-text is written once per row as a constant ending (see join_documents).
     self._document_items = self._items.copy()
     self._document_items[EOT] = self._items[PAD]
+    self._spellings = spellings[:EOT] + [b""] + spellings[EOT + 1:]  # as in documents: no end-of-text
+    self._widths = np.array([len(x) for x in self._spellings], np.uint8)
+    self._exact: dict[int, np.ndarray] = {}  # width -> uint8[V, width]: spellings of that width
     self.id_of_word = {w: i for i, w in enumerate(words)}
 
   def join(self, tokens_NxL: np.ndarray, newline: bool = True) -> bytes:
@@ -58,15 +61,43 @@ class WordTable:
       raise ValueError("rows spell to unequal byte widths")
     return np.frombuffer(text, np.uint8).reshape(len(tokens_NxL), len(text) // max(len(tokens_NxL), 1))
 
-  def join_documents(self, tokens_NxL: np.ndarray) -> bytes:
+  def join_documents(self, tokens_NxL: np.ndarray, varying: np.ndarray | None = None):
     """Like `join`, for rows that each end with end-of-text (corpus documents): the common ending is
-    written as one constant column instead of a placeholder replaced afterwards."""
+    written as one constant column instead of a placeholder replaced afterwards.
+
+    varying: when the caller knows that all other columns hold one token in every row (one-sentence
+    documents in one word order: `corpus.varying_columns`), the columns that may differ. If each of them
+    also spells at one width, every row has one byte layout: a copy of the first row, overwritten in those
+    columns only, with no fill bytes to delete (about half the general path's time). Returns bytes, or
+    then a uint8 array with one row per document."""
     ids = np.ascontiguousarray(tokens_NxL)  # PAD-padded, never negative
     ending = b"<|endoftext|>\n"
+    if varying is not None and len(ids):
+      fixed = self._join_fixed_layout(ids, varying, ending)
+      if fixed is not None:
+        return fixed
     out = np.empty((ids.shape[0], ids.shape[1] * self.width + len(ending)), np.uint8)
     out[:, :ids.shape[1] * self.width] = np.take(self._document_items, ids).view(np.uint8).reshape(ids.shape[0], -1)
     out[:, ids.shape[1] * self.width:] = np.frombuffer(ending, np.uint8)
     return out.tobytes().translate(None, _FILL)
+
+  def _join_fixed_layout(self, ids: np.ndarray, varying: np.ndarray, ending: bytes) -> np.ndarray | None:
+    widths = self._widths[ids[0]]
+    columns = [np.ascontiguousarray(ids[:, j]) for j in varying]
+    if any((np.take(self._widths, c) != widths[j]).any() for j, c in zip(varying, columns)):
+      return None
+    offsets = np.concatenate([[0], np.cumsum(widths, dtype=np.int64)])
+    first = b"".join(self._spellings[i] for i in ids[0]) + ending
+    out = np.empty((len(ids), len(first)), np.uint8)
+    out[:] = np.frombuffer(first, np.uint8)
+    for j, column in zip(varying, columns):
+      w = int(widths[j])
+      if not w:
+        continue
+      if w not in self._exact:
+        self._exact[w] = np.frombuffer(b"".join(x[:w].ljust(w) for x in self._spellings), np.uint8).reshape(-1, w)
+      out[:, offsets[j]:offsets[j] + w] = np.take(self._exact[w], column, axis=0)
+    return out
 
   def encode(self, text: str) -> list[int]:
     """Token ids of one line of text (the inverse of `join`)."""

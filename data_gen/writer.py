@@ -186,7 +186,7 @@ def write_shards(ds: Dataset, shards: list[tuple[pathlib.Path, int, int]], progr
   n=50 they were a third of this thread's time). Shards are the original's size (100,000 documents, less
   than one chunk), so the pipeline runs across shard boundaries."""
   keep_freed_memory()  # also in spawned shard workers
-  table = WordTable(ds.vocab)
+  table, varying = WordTable(ds.vocab), corpus_lib.varying_columns(ds.tables)
   chunks = [(i, a, min(a + CHUNK_DOCUMENTS, stop)) for i, (_, start, stop) in enumerate(shards)
             for a in range(start, stop, CHUNK_DOCUMENTS)]
   files = {}
@@ -216,7 +216,7 @@ def write_shards(ds: Dataset, shards: list[tuple[pathlib.Path, int, int]], progr
         if k + 1 < len(chunks):
           pending = renderer.submit(render, k + 1)
         num_tokens += int(lengths.sum())
-        text = table.join_documents(tokens)
+        text = table.join_documents(tokens, varying)
         if written is not None:
           written.result()  # at most one chunk waits to be written: memory stays bounded
         written = writer.submit(write, k, text)

@@ -1,10 +1,13 @@
-r"""Generator speed: writing the text corpus, and sampling training rows on device.
+r"""Generator speed: the whole binary against the original's, writing the corpus, sampling on device.
 
-  python -m experiments.bench_data [--quick]
+  python -m experiments.bench_data [--quick] [--original_dir=PATH]
+  BEHEMOTH_ORIGINAL_DIR=PATH make bench
 
-The corpus shape is the one the original was timed on (S=10000, R=6, O=100, n=50, shuffled: 3M
-sentences; 35 s and 466 MB peak on this 2-core machine). The binary runs in a subprocess so its wall time
-includes interpreter start, jax import and compilation, and its peak memory is its own.
+The corpus shape is the one the original was timed on (S=10000, R=6, O=100, n=50, shuffled: 3M sentences,
+the original's 30 shards). Both binaries run in subprocesses, so wall times include interpreter start and
+imports. Given a checkout of the original (its create_data.py and base_tokenizer/), it runs in the same
+session, interleaved with ours, and the speed-up is the ratio of medians; without one, the speed-up is
+against the recorded ORIGINAL_CORPUS_S. `stages` says where our binary's time goes.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import platform
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,36 +26,112 @@ import time
 
 from absl import app, flags
 
-ORIGINAL_CORPUS_S = 35.0
+# The original on this project's 2-core AMD EPYC machine (issue 8: 33.9 s; earlier runs 35 s), peak 466 MB.
+ORIGINAL_CORPUS_S = 33.9
 ORIGINAL_CORPUS_PEAK_MB = 466.0
 ORIGINAL_SENTENCES_PER_S = 86_000
 LITGPT_TOKENS_PER_S = 10_800  # what the trainer must at least consume; the sampler must be >= 50x faster
-CORPUS_FLAGS = ["--subjects=10000", "--relationships=6", "--objects=100", "--repeats=50", "--shuffle",
-                "--shards=10", "--seed=0"]
+SHAPE = {"subjects": 10000, "relationships": 6, "objects": 100, "repeats": 50}
+ORIGINAL_ENV, ORIGINAL_PYTHON_ENV = "BEHEMOTH_ORIGINAL_DIR", "BEHEMOTH_ORIGINAL_PYTHON"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def bench_corpus_binary(quick: bool) -> dict:
-  flags_ = CORPUS_FLAGS if not quick else [f.replace("--repeats=50", "--repeats=5") for f in CORPUS_FLAGS]
+def cpu_model() -> str:
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def _timed(cmd: list[str], cwd) -> tuple[float, float, str]:
+  """(wall s, CPU s of the process tree, stdout) of one command."""
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  start = time.perf_counter()
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  wall = time.perf_counter() - start
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  if proc.returncode:
+    raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr[-2000:]}")
+  return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, proc.stdout
+
+
+def bench_corpus_binary(quick: bool, original_dir: str | None = None, runs: int = 5,
+                        original_runs: int = 3) -> dict:
+  shape = dict(SHAPE, repeats=5) if quick else SHAPE
+  runs, original_runs = (2, 1) if quick else (runs, original_runs)
+  ours_flags = [f"--{k}={v}" for k, v in shape.items()] + ["--shuffle", "--seed=0"]
+  original_flags = ["-s", str(shape["subjects"]), "-r", str(shape["relationships"]), "-o", str(shape["objects"]),
+                    "-n", str(shape["repeats"]), "--shuffle"]
+  ours, original, summary = [], [], {}
   with tempfile.TemporaryDirectory() as tmp:
-    out = pathlib.Path(tmp, "corpus")
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "data_gen.generate", f"--output_dir={out}", *flags_],
-                          capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    wall = time.perf_counter() - start
-    if proc.returncode:
-      raise RuntimeError(proc.stderr)
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-  sentences = summary["sentences"]
-  return {"name": "data/generate_binary", "flags": flags_, "wall_s": round(wall, 3),
-          "sentences": sentences, "sentences_per_s": round(sentences / wall),
-          "speedup_vs_original": round(ORIGINAL_CORPUS_S / wall * (sentences / 3_000_000), 1),
-          # The binary's own high-water mark: a child's RUSAGE_CHILDREN figure would count the pages it
-          # shared with this (jax-laden) process before exec.
-          "peak_rss_mb": summary["peak_rss_mb"], "original_peak_mb": ORIGINAL_CORPUS_PEAK_MB,
-          "bytes_written": size, "includes": "interpreter start, imports, graph, probes, tokenizer, corpus"}
+    for i in range(max(runs, original_runs if original_dir else 0)):  # interleaved: both see the same load
+      if original_dir and i < original_runs:
+        out = pathlib.Path(tmp, "original")
+        python = os.environ.get(ORIGINAL_PYTHON_ENV, sys.executable)
+        original.append(_timed([python, "create_data.py", *original_flags, "--output-dir", str(out)],
+                                original_dir)[:2])
+        shutil.rmtree(out)
+      if i < runs:
+        out = pathlib.Path(tmp, "ours")
+        wall, cpu, stdout = _timed([sys.executable, "-m", "data_gen.generate", f"--output_dir={out}",
+                                    *ours_flags], ROOT)
+        ours.append((wall, cpu))
+        summary = json.loads(stdout.strip().splitlines()[-1])
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        shutil.rmtree(out)
+  median = lambda xs, k: round(statistics.median(x[k] for x in xs), 3)  # noqa: E731
+  row = {"name": "data/generate_binary", "cpu": cpu_model(), "cpu_count": os.cpu_count(), "shape": shape,
+         "flags": ours_flags, "runs": runs, "wall_s_median": median(ours, 0), "cpu_s_median": median(ours, 1),
+         "wall_s_all": [round(w, 3) for w, _ in ours], "sentences": summary["sentences"],
+         "shards": summary["shards"], "peak_rss_mb": summary["peak_rss_mb"], "bytes_written": size,
+         "includes": "interpreter start, imports, graph, probes, tokenizer, metadata, corpus"}
+  scale = summary["sentences"] / 3_000_000  # the recorded reference is for the full shape
+  if original:
+    row |= {"original_runs": len(original), "original_wall_s_median": median(original, 0),
+            "original_cpu_s_median": median(original, 1), "original_wall_s_all": [round(w, 3) for w, _ in original],
+            "speedup_vs_original": round(median(original, 0) / median(ours, 0), 1),
+            "reference": "the original, same session, interleaved"}
+  else:
+    row |= {"speedup_vs_original": round(ORIGINAL_CORPUS_S * scale / median(ours, 0), 1),
+            "original_peak_mb": ORIGINAL_CORPUS_PEAK_MB,
+            "reference": f"recorded: the original took {ORIGINAL_CORPUS_S} s on a 2-core AMD EPYC (set "
+                         f"{ORIGINAL_ENV} to a checkout of the original to time it in the same run)"}
+  return row
+
+
+_STAGES = r"""
+import json, sys, time, pathlib, tempfile
+t0 = time.perf_counter()
+from data_gen import dataset, writer
+from data_gen.corpus import CorpusConfig
+from data_gen.graph import GraphConfig
+t1 = time.perf_counter()
+shape = json.loads(sys.argv[1])
+ds = dataset.build(GraphConfig(num_subjects=shape["subjects"], num_relationships=shape["relationships"],
+                               num_objects=shape["objects"]), CorpusConfig(repeats=shape["repeats"]), 0)
+ds.tables
+t2 = time.perf_counter()
+out = pathlib.Path(tempfile.mkdtemp())
+writer.write_dataset(out, ds, writer.default_shards(ds.graph.config, shape["repeats"]), {}, corpus=False)
+t3 = time.perf_counter()
+writer.write_corpus(out / "data", ds, writer.default_shards(ds.graph.config, shape["repeats"]), False)
+t4 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "graph_and_tables_s": t2 - t1, "metadata_probes_tokenizer_s": t3 - t2,
+                  "corpus_s": t4 - t3}))
+"""
+
+
+def bench_stages(quick: bool) -> dict:
+  """Where the binary's time goes: interpreter start alone, then each stage in one fresh process."""
+  shape = dict(SHAPE, repeats=5) if quick else SHAPE
+  start_s = _timed([sys.executable, "-c", "pass"], ROOT)[0]
+  wall, cpu, stdout = _timed([sys.executable, "-c", _STAGES, json.dumps(shape)], ROOT)
+  stages = {k: round(v, 3) for k, v in json.loads(stdout).items()}
+  return {"name": "data/generate_stages", "cpu": cpu_model(), "shape": shape, "interpreter_start_s": round(start_s, 3),
+          **stages, "process_wall_s": round(wall, 3), "process_cpu_s": round(cpu, 3)}
 
 
 def bench_corpus_in_process(quick: bool) -> dict:
@@ -62,10 +144,11 @@ def bench_corpus_in_process(quick: bool) -> dict:
   tmp = pathlib.Path(tempfile.mkdtemp())
   try:
     start = time.perf_counter()
-    writer.write_corpus(tmp / "cold", ds, 10, show_progress=False)
+    shards = writer.default_shards(ds.graph.config, repeats)
+    writer.write_corpus(tmp / "cold", ds, shards, show_progress=False)
     cold = time.perf_counter() - start
     start = time.perf_counter()
-    tokens = writer.write_corpus(tmp / "warm", ds, 10, show_progress=False)
+    tokens = writer.write_corpus(tmp / "warm", ds, shards, show_progress=False)
     warm = time.perf_counter() - start
   finally:
     shutil.rmtree(tmp)
@@ -102,11 +185,16 @@ def bench_sampler(quick: bool) -> dict:
 
 
 def run(quick: bool) -> list[dict]:
-  return [bench_sampler(quick), bench_corpus_in_process(quick), bench_corpus_binary(quick)]
+  # The binaries first: a process started after jax is imported inherits its high-water RSS through
+  # exec, which would inflate their peak memory.
+  return [bench_corpus_binary(quick, os.environ.get(ORIGINAL_ENV)), bench_stages(quick),
+          bench_corpus_in_process(quick), bench_sampler(quick)]
 
 
 def main(argv):
   del argv
+  if flags.FLAGS.original_dir:
+    os.environ[ORIGINAL_ENV] = flags.FLAGS.original_dir
   for row in run(flags.FLAGS.quick):
     print(json.dumps(row), flush=True)
 
@@ -114,4 +202,5 @@ def main(argv):
 if __name__ == "__main__":
   # Defined only when run alone: experiments.bench imports this module and owns --quick there.
   flags.DEFINE_bool("quick", False, "Smaller corpus, fewer steps.")
+  flags.DEFINE_string("original_dir", None, f"A checkout of the original (create_data.py); same as {ORIGINAL_ENV}.")
   app.run(main)

@@ -288,6 +288,22 @@ def test_shard_workers_write_the_same_bytes_as_one_process(tmp_path):
   assert tree_digest(tmp_path / "serial") == tree_digest(tmp_path / "parallel")
 
 
+@pytest.mark.parametrize("corpus", [dict(), dict(questions_frac=0.5), dict(phrase_creator="nonsense"),
+                                    dict(inversion_frac=0.5), dict(shuffle=False)])
+def test_document_spelling_equals_the_general_spelling(corpus):
+  # The fixed-layout fast path (one byte layout for every row) must spell what the general path spells.
+  ds = dataset.build(GraphConfig(num_subjects=1200, num_relationships=2, num_objects=8, num_nested_objects=2),
+                     dataset.CorpusConfig(repeats=2, **corpus), 7)
+  plain = dataset.build(GraphConfig(num_subjects=1200, num_relationships=2, num_objects=8),
+                        dataset.CorpusConfig(repeats=2, **corpus), 7)
+  for d in (ds, plain):
+    table, varying = text.WordTable(d.vocab), writer.corpus_lib.varying_columns(d.tables)
+    tokens, _ = writer.corpus_lib.render_padded_documents(d.tables, np.arange(5000, dtype=np.uint32), np)
+    assert bytes(table.join_documents(tokens, varying)) == table.join(tokens)
+    if d is plain and not corpus:  # the fast path is taken for the plain corpus
+      assert isinstance(table.join_documents(tokens, varying), np.ndarray)
+
+
 def test_spell_int_rows_matches_python_formatting():
   values = np.array([[0, 7, 10, 123456, -1], [99999, -1, 1, 100, 0]])
   expected = "".join(" ".join("None" if v == -1 else str(v) for v in row) + "\n" for row in values)
