@@ -24,8 +24,6 @@ from data_gen.errors import OptionError  # noqa: E402
 from experiments import export  # noqa: E402
 from experiments.configs import pretrain as pretrain_configs  # noqa: E402
 
-jax.config.update("jax_disable_most_optimizations", True)
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SUBPROCESS_ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu",
                   "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
