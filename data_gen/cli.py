@@ -53,8 +53,13 @@ def atomic_directory(path, overwrite: bool = False, option: str = "output_dir"):
   path = pathlib.Path(path)
   if path.exists() and not overwrite:
     raise OptionError(option, f"{path} already exists; choose a new folder or pass --overwrite")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+  except OSError as e:  # a parent is a file, or not writable
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    reason = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
+    raise OptionError(option, f"cannot create {path}: {reason}") from None
   try:
     yield tmp
   except BaseException:

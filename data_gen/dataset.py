@@ -7,17 +7,19 @@ of the step, from the same documents the text writer would write (in the same or
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import math
 import pathlib
 from typing import Callable
+import zipfile
 
 import numpy as np
 
 from data_gen import corpus as corpus_lib
 from data_gen.corpus import CorpusConfig, CorpusTables
-from data_gen.graph import FactGraph, GraphConfig, make_graph
+from data_gen.graph import NONE, FactGraph, GraphConfig, make_graph
 from data_gen.probes import ProbeSet, build_probes
 from data_gen.templates import HEAD2, SKIP, TAIL2
 from data_gen.vocab import Vocab, make_vocab
@@ -146,14 +148,47 @@ def build(graph_config: GraphConfig, corpus_config: CorpusConfig, seed: int,
   return Dataset(graph=graph, vocab=make_vocab(graph.config), corpus=corpus_config, seed=seed)
 
 
+def _check_arrays(path: pathlib.Path, config: GraphConfig, arrays: dict) -> None:
+  """ValueError (one line naming `path`) unless the arrays have the shapes and ranges `config` implies."""
+  S, R, O, N = config.num_subjects, config.num_relationships, config.num_objects, config.num_nested_objects
+  expected = {"objects_SxR": ((S, R), 0, O), "minority_SxR": ((S, R), NONE, O),
+              "nested_RxO": ((R, O), NONE, max(N, 0)), "qa_subject_S": ((S,), 0, 2)}
+  if set(arrays) != set(expected):
+    raise ValueError(f"{path}: holds arrays {sorted(arrays)}, expected {sorted(expected)}")
+  for name, (shape, low, high) in expected.items():
+    a = arrays[name]
+    if a.shape != shape or not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
+      raise ValueError(f"{path}: {name} is {a.dtype}{list(a.shape)}, expected integers of shape {list(shape)} "
+                       f"(from {NATIVE_JSON}); the file was truncated or edited")
+    if a.size and (a.min() < low or a.max() >= high):
+      raise ValueError(f"{path}: {name} holds values outside [{low}, {high}); the file was edited")
+
+
 def load(directory) -> Dataset:
-  """The dataset written by `python -m data_gen.generate --output_dir=directory`."""
+  """The dataset written by `python -m data_gen.generate --output_dir=directory`.
+
+  FileNotFoundError if it holds no native dataset; ValueError (one line naming the file) if its files are
+  truncated, edited or do not match each other.
+  """
   d = pathlib.Path(directory, NATIVE_DIR)
-  meta = json.loads((d / NATIVE_JSON).read_text())
-  config = GraphConfig(**meta["graph"])
-  with np.load(d / NATIVE_ARRAYS) as arrays:
-    graph = FactGraph(config=config, **{k: arrays[k] for k in arrays.files})
-  vocab = Vocab.from_layout(meta["vocab"])
+  meta_path, arrays_path = d / NATIVE_JSON, d / NATIVE_ARRAYS
+  for path in (meta_path, arrays_path):
+    if not path.is_file():
+      raise FileNotFoundError(errno.ENOENT, "no native dataset", str(path))
+  try:
+    meta = json.loads(meta_path.read_text())
+    config = GraphConfig(**meta["graph"])
+    vocab = Vocab.from_layout(meta["vocab"])
+    corpus = CorpusConfig(**meta["corpus"])
+    seed = int(meta["seed"])
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{meta_path}: not a dataset description ({type(e).__name__}: {e})") from None
+  try:
+    with np.load(arrays_path) as npz:
+      arrays = {k: npz[k] for k in npz.files}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise ValueError(f"{arrays_path}: unreadable, truncated or not an .npz file ({e})") from None
+  _check_arrays(arrays_path, config, arrays)
   if vocab != make_vocab(config):
-    raise ValueError(f"{d / NATIVE_JSON}: vocabulary layout does not match the graph configuration")
-  return Dataset(graph=graph, vocab=vocab, corpus=CorpusConfig(**meta["corpus"]), seed=meta["seed"])
+    raise ValueError(f"{meta_path}: vocabulary layout does not match the graph configuration")
+  return Dataset(graph=FactGraph(config=config, **arrays), vocab=vocab, corpus=corpus, seed=seed)

@@ -94,6 +94,8 @@ def load_graph(path: str, graph_config: GraphConfig, seed: int):
       return dataset.load(p).graph
     except FileNotFoundError:
       p = p / "metadata" / "relationship_graph.txt"
+    except ValueError as e:  # a truncated or hand-edited native dataset
+      raise OptionError("graph_path", str(e)) from None
   if not p.is_file():
     raise OptionError("graph_path", f"{path} is neither a dataset folder nor a relationship_graph.txt")
   try:
@@ -110,6 +112,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise OptionError("output_dir", f"unexpected positional arguments {argv[1:]}")
   require(_OUTPUT_DIR.value is not None, "output_dir", "is required")
+  require(_SEED.value >= 0, "seed", f"must be an integer >= 0, got {_SEED.value}")
   if _SHARDS.value is not None:
     check_positive(_SHARDS.value, "shards")
   require(not (_QUESTIONS_FRAC.value > 0 and _QUESTIONS_ENTITY_FRAC.value == 0), "questions_entity_frac",

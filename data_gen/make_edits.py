@@ -103,6 +103,7 @@ def load_dataset(path: str | None) -> dataset.Dataset:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise OptionError("data_dir", f"unexpected positional arguments {argv[1:]}")
+  require(_SEED.value >= 0, "seed", f"must be an integer >= 0, got {_SEED.value}")
   ds = load_dataset(_DATA_DIR.value)
   config = config_from_flags()
   start = time.perf_counter()
