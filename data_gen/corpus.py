@@ -278,6 +278,9 @@ def fact_tokens(tables: CorpusTables, kind, head, r, object_override=None, xp=np
   """`spell_facts` of the graph's facts: subject-object facts answer with their object (or
   `object_override`), nested facts with the nested value of the object."""
   kind, head, r = (xp.asarray(x, xp.int32) for x in (kind, head, r))
+  if not tables.layout.nested:  # subject-object facts only
+    tail = tables.objects_SxR[head, r] if object_override is None else object_override
+    return spell_facts(tables.vocab, kind, head, r, tail, xp)
   is_on = kind == OBJECT_NESTED
   graph_object = tables.objects_SxR[xp.where(is_on, 0, head), r]
   tail = graph_object if object_override is None else xp.asarray(object_override, xp.int32)

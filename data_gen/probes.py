@@ -16,7 +16,7 @@ from data_gen import hashing
 from data_gen.corpus import (OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, CorpusTables, fact_tokens,
                              render_sentences)
 from data_gen.graph import NONE
-from data_gen.templates import ProbeForm, Template, make_template, template_arrays
+from data_gen.templates import FILLER, ProbeForm, Template, make_template, template_arrays
 
 _PURPOSE_PROBE_FILLER = 3
 
@@ -43,9 +43,11 @@ def render_probe_tokens(template: Template, form: ProbeForm, facts_Nx5, vocab, s
   N = facts_Nx5.shape[0]
   G = arrays.group_cdf_GxK.shape[0]
   counts = np.broadcast_to(np.asarray(list(form.counts) + [0] * (G - len(form.counts)), np.int32), (N, G))
-  stream = hashing.hash_words(hashing.seed_word(seed, _PURPOSE_PROBE_FILLER), zlib.crc32(form.name.encode()),
-                              np.arange(N, dtype=np.uint32), xp=np)
-  filler_u = hashing.uniforms(stream, arrays.length, np)
+  filler_u = None  # read only by filler pieces (nonsense)
+  if (arrays.codes_VxL == FILLER).any():
+    stream = hashing.hash_words(hashing.seed_word(seed, _PURPOSE_PROBE_FILLER), zlib.crc32(form.name.encode()),
+                                np.arange(N, dtype=np.uint32), xp=np)
+    filler_u = hashing.uniforms(stream, arrays.length, np)
   variant = np.full((N,), form.variant, np.int32)
   tokens, keep, is_answer = render_sentences(arrays, facts_Nx5, variant, counts, filler_u, np)
   out = []

@@ -105,6 +105,19 @@ class WordTable:
     return [self.id_of_word[w] for w in text.split()]
 
 
+def _decimal_table(count: int, width: int, pad: bytes) -> np.ndarray:
+  """uint8[count, width]: 0..count-1 in decimal, right-aligned, `pad` bytes (fill or "0") before them.
+
+  One row per value, so that spelling many values is a gather (the arithmetic runs once per value, not
+  once per occurrence)."""
+  values = np.arange(count, dtype=np.int64)[:, None]
+  powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+  chars = (values // powers % 10 + ord("0")).astype(np.uint8)
+  leading = values < powers
+  leading[:, -1] = False  # the units digit of 0
+  return np.where(leading, np.uint8(pad[0]), chars)
+
+
 def spell_int_rows(values_NxC: np.ndarray, none: int = -1) -> bytes:
   """Rows of non-negative ints as space-separated decimal lines, `None` where a value equals `none`.
 
@@ -112,14 +125,11 @@ def spell_int_rows(values_NxC: np.ndarray, none: int = -1) -> bytes:
   zeros, then one `translate` deletes the fill."""
   values = np.asarray(values_NxC, np.int64)
   is_none = values == none
-  values = np.where(is_none, 0, values)
-  width = max(4, len(str(int(values.max(initial=0)))))
-  powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-  chars = (values[..., None] // powers % 10 + ord("0")).astype(np.uint8)  # [N, C, width]
-  leading = values[..., None] < powers  # a leading zero, except the units digit of 0
-  leading[..., -1] = False
-  chars[leading] = _FILL[0]
-  chars[is_none] = np.frombuffer(b"None".rjust(width, _FILL), np.uint8)
+  top = int(np.where(is_none, 0, values).max(initial=0))
+  width = max(4, len(str(top)))
+  table = np.concatenate([_decimal_table(top + 1, width, _FILL),
+                          np.frombuffer(b"None".rjust(width, _FILL), np.uint8)[None]])
+  chars = np.take(table, np.where(is_none, top + 1, values), axis=0)  # [N, C, width]
   ends = np.full(values.shape + (1,), ord(" "), np.uint8)
   ends[:, -1] = ord("\n")
   return np.concatenate([chars, ends], -1).tobytes().translate(None, _FILL)
@@ -131,8 +141,8 @@ def spell_token_fields(vocab: Vocab, fields_NxT: list[np.ndarray]) -> bytes:
 
   Vectorized like spell_int_rows: every word is spelled at the vocabulary's fixed width, absent parts as
   fill bytes that one `translate` deletes."""
-  width = vocab.word_width
-  powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+  words = np.concatenate([_decimal_table(vocab.size, vocab.word_width, b"0"),  # content words: the id
+                          np.full((1, vocab.word_width), _FILL[0], np.uint8)])  # absent
   n = len(fields_NxT[0]) if fields_NxT else 0
   column = lambda byte: np.full((n, 1), byte, np.uint8)  # noqa: E731
   parts = []
@@ -140,11 +150,9 @@ def spell_token_fields(vocab: Vocab, fields_NxT: list[np.ndarray]) -> bytes:
     field = np.asarray(field, np.int64).reshape(n, -1)
     for j in range(field.shape[1]):
       ids = field[:, j]
-      chars = (np.maximum(ids, 0)[:, None] // powers % 10 + ord("0")).astype(np.uint8)
-      chars[ids < 0] = _FILL[0]
       if j:
         parts.append(np.where(ids[:, None] < 0, _FILL[0], ord(",")).astype(np.uint8))
-      parts.append(chars)
+      parts.append(np.take(words, np.where(ids < 0, vocab.size, ids), axis=0))
     parts.append(column(ord("\t")))
   parts.append(column(ord("\n")))
   return np.concatenate(parts, axis=1).tobytes().translate(None, _FILL)
