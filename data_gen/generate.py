@@ -140,6 +140,7 @@ def main(argv: list[str]) -> None:
             f"must be in [1, {ds.num_documents}] (the corpus has {ds.num_documents} documents), got {shards}")
   args["shards"] = shards  # as the original records it: the count used
   start = time.perf_counter()
+  writer.keep_freed_memory()
   with cli.atomic_directory(_OUTPUT_DIR.value, _OVERWRITE.value) as tmp:
     meta = writer.write_dataset(tmp, ds, shards, args, corpus=writes_corpus,
                                 validations=not _GRAPH_ONLY.value, show_progress=sys.stderr.isatty())

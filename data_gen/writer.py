@@ -56,7 +56,9 @@ def keep_freed_memory() -> None:
 
   Every chunk allocates and frees the same few 10-30 MB arrays; by default each is a fresh mmap whose
   pages the kernel faults in and zeroes again: about a third of the corpus writer's CPU time was system
-  time (0.8 s of 2.3 s at S=10000, R=6, O=100, n=50). Without glibc this does nothing."""
+  time (0.8 s of 2.3 s at S=10000, R=6, O=100, n=50). Process-wide, so only our own processes call it
+  (the generate binary and its shard workers), never the library for a caller. Without glibc it does
+  nothing."""
   try:
     import ctypes  # pylint: disable=g-import-not-at-top
     libc = ctypes.CDLL("libc.so.6")
@@ -185,7 +187,6 @@ def write_shards(ds: Dataset, shards: list[tuple[pathlib.Path, int, int]], progr
   thread spells chunk k, another writes chunk k-1 (file writes release the GIL; at S=10000, R=6, O=100,
   n=50 they were a third of this thread's time). Shards are the original's size (100,000 documents, less
   than one chunk), so the pipeline runs across shard boundaries."""
-  keep_freed_memory()  # also in spawned shard workers
   table, varying = WordTable(ds.vocab), corpus_lib.varying_columns(ds.tables)
   chunks = [(i, a, min(a + CHUNK_DOCUMENTS, stop)) for i, (_, start, stop) in enumerate(shards)
             for a in range(start, stop, CHUNK_DOCUMENTS)]
@@ -230,6 +231,11 @@ def write_shards(ds: Dataset, shards: list[tuple[pathlib.Path, int, int]], progr
   return num_tokens
 
 
+def _write_shards_in_worker(ds: Dataset, shards: list[tuple[pathlib.Path, int, int]]) -> int:
+  keep_freed_memory()
+  return write_shards(ds, shards)
+
+
 def write_corpus(directory: pathlib.Path, ds: Dataset, num_shards: int, show_progress: bool = True,
                  workers: int | None = None) -> int:
   """Writes every document, split into `num_shards` contiguous shards; returns the number of tokens.
@@ -253,7 +259,8 @@ def write_corpus(directory: pathlib.Path, ds: Dataset, num_shards: int, show_pro
     runs = np.array_split(np.arange(num_shards), min(num_shards, 4 * workers))  # several per worker: progress
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-      futures = {pool.submit(write_shards, ds, [shards[i] for i in run]): run for run in runs if len(run)}
+      futures = {pool.submit(_write_shards_in_worker, ds, [shards[i] for i in run]): run
+                 for run in runs if len(run)}
       for future in concurrent.futures.as_completed(futures):
         num_tokens += future.result()
         if progress:
