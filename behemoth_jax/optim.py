@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import optax
 
@@ -20,17 +21,24 @@ class OptimConfig:
   grad_clip: float = 1.0  # 0 disables clipping
 
   def validate(self) -> None:
-    if self.learning_rate <= 0:
-      raise ValueError(f"--config.learning_rate must be > 0, got {self.learning_rate}")
-    if not 0 <= self.min_lr_ratio <= 1:
-      raise ValueError(f"--config.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-    if self.total_steps < 1:
-      raise ValueError(f"--config.total_steps must be >= 1, got {self.total_steps}")
-    if not 0 <= self.warmup_steps <= self.total_steps:
-      raise ValueError(f"--config.warmup_steps must be in [0, total_steps={self.total_steps}], "
-                       f"got {self.warmup_steps}")
-    if self.grad_clip < 0:
-      raise ValueError(f"--config.grad_clip must be >= 0, got {self.grad_clip}")
+    """ValueError naming the config field (`--config.<field>: what is allowed, got <value>`)."""
+
+    def require(ok: bool, field: str, allowed: str) -> None:
+      if not ok:
+        raise ValueError(f"--config.{field}: must be {allowed}, got {getattr(self, field)}")
+
+    finite = {name: math.isfinite(getattr(self, name)) for name in
+              ("learning_rate", "min_lr_ratio", "weight_decay", "b1", "b2", "eps", "grad_clip")}
+    require(finite["learning_rate"] and self.learning_rate > 0, "learning_rate", "a finite number > 0")
+    require(finite["min_lr_ratio"] and 0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]")
+    require(self.total_steps >= 1, "total_steps", "an integer >= 1")
+    require(0 <= self.warmup_steps <= self.total_steps, "warmup_steps",
+            f"in [0, total_steps={self.total_steps}]")
+    require(finite["weight_decay"] and self.weight_decay >= 0, "weight_decay", "a finite number >= 0")
+    require(finite["b1"] and 0 <= self.b1 < 1, "b1", "in [0, 1)")
+    require(finite["b2"] and 0 <= self.b2 < 1, "b2", "in [0, 1)")
+    require(finite["eps"] and self.eps > 0, "eps", "a finite number > 0")
+    require(finite["grad_clip"] and self.grad_clip >= 0, "grad_clip", "a finite number >= 0 (0: no clipping)")
 
 
 def schedule(cfg: OptimConfig) -> optax.Schedule:

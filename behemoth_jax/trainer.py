@@ -9,6 +9,7 @@ a resumed run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import time
 
@@ -32,6 +33,7 @@ def _require(ok: bool, option: str, message: str) -> None:
 
 
 def validate(config) -> None:
+  """Every option that needs no data: refused (ValueError naming --config.<field>) before anything is built."""
   _require(config.batch_size >= 1, "batch_size", f"must be >= 1, got {config.batch_size}")
   _require(config.seq_len >= 2, "seq_len", f"must be >= 2, got {config.seq_len}")
   _require(config.seq_len - 1 <= config.model.max_len, "seq_len",
@@ -42,10 +44,18 @@ def validate(config) -> None:
            f"must be >= 0 (0: all probes), got {config.eval_max_per_set}")
   _require(0.0 <= config.target_accuracy <= 1.0, "target_accuracy",
            f"must be in [0, 1] (0: off), got {config.target_accuracy}")
+  stop_metrics = [m.strip() for m in config.stop_metrics.split(",") if m.strip()]
+  _require(config.target_accuracy == 0 or (stop_metrics and all(
+      m.startswith("eval/") and m.endswith("/accuracy") for m in stop_metrics)), "stop_metrics",
+           f"must be comma-separated eval/<...>/accuracy metrics when target_accuracy > 0, "
+           f"got {config.stop_metrics!r}")
   _require(config.model.compute_dtype in ("auto", "float32", "bfloat16"), "model.compute_dtype",
            f"must be auto, float32 or bfloat16, got {config.model.compute_dtype!r}")
+  _require(config.data.seed >= 0, "data.seed", f"must be an integer >= 0, got {config.data.seed}")
   _require(not (config.answer_only and config.data.corpus_dir), "answer_only",
            "needs the on-device sampler (a text corpus carries no answer positions); unset data.corpus_dir")
+  model_config(config, vocab_size=1)  # the model's ranges (the vocabulary comes with the dataset)
+  optim_config(config).validate()
 
 
 # The generator names options by its flags; a config user set them as config fields.
@@ -53,23 +63,48 @@ _GENERATOR_FLAG_FIELDS = {"subjects": "num_subjects", "relationships": "num_rela
                           "objects": "num_objects"}
 
 
+def _load_dataset_dir(path: str, option: str):
+  from data_gen import dataset  # pylint: disable=g-import-not-at-top
+  d = pathlib.Path(path)
+  _require(d.is_dir(), option, f"{d} is not a folder (one written by python -m data_gen.generate)")
+  try:
+    return dataset.load(d)
+  except FileNotFoundError as e:
+    raise ValueError(f"--config.{option}: {d} holds no dataset ({e.filename} is missing; write one with "
+                     "python -m data_gen.generate)") from None
+  except ValueError as e:  # truncated or hand-edited files
+    raise ValueError(f"--config.{option}: {e}") from None
+
+
 def load_dataset(config):
+  """The training dataset (data.dir, else built from data.graph/data.corpus); checks data.corpus_dir too."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from data_gen import dataset
+  from data_gen import dataset, text
   from data_gen.corpus import CorpusConfig
   from data_gen.errors import OptionError
   from data_gen.graph import GraphConfig
   if config.data.dir:
-    return dataset.load(config.data.dir)
-  try:
-    graph_config = GraphConfig(**config.data.graph.to_dict())
-    graph_config.validate()
-    return dataset.build(graph_config, CorpusConfig(**config.data.corpus.to_dict()), seed=config.data.seed)
-  except OptionError as e:
-    field = _GENERATOR_FLAG_FIELDS.get(e.option, e.option)
-    group = "graph" if field in {f.name for f in dataclasses.fields(GraphConfig)} else "corpus"
-    message = str(e).split(": ", 1)[1]
-    raise ValueError(f"--config.data.{group}.{field}: {message}") from e
+    ds = _load_dataset_dir(config.data.dir, "data.dir")
+  else:
+    try:
+      graph_config = GraphConfig(**config.data.graph.to_dict())
+      graph_config.validate()
+      ds = dataset.build(graph_config, CorpusConfig(**config.data.corpus.to_dict()), seed=config.data.seed)
+    except OptionError as e:
+      field = _GENERATOR_FLAG_FIELDS.get(e.option, e.option)
+      group = "graph" if field in {f.name for f in dataclasses.fields(GraphConfig)} else "corpus"
+      message = str(e).split(": ", 1)[1]
+      raise ValueError(f"--config.data.{group}.{field}: {message}") from e
+  if config.data.corpus_dir:
+    c = pathlib.Path(config.data.corpus_dir)
+    _require(c.is_dir(), "data.corpus_dir", f"{c} is not a folder (one written by python -m data_gen.generate)")
+    _require(bool(text.shard_paths(c)), "data.corpus_dir",
+             f"{c} holds no text shards {text.DATA_DIR}/full_text_<i>.txt (write them with python -m "
+             "data_gen.generate, without --validation_data_only or --write_graph_only)")
+    if (c / dataset.NATIVE_DIR).is_dir():
+      _require(_load_dataset_dir(c, "data.corpus_dir").vocab == ds.vocab, "data.corpus_dir",
+               f"{c} was written for another vocabulary than the training dataset's (set data.dir to it)")
+  return ds
 
 
 def model_config(config, vocab_size: int) -> model.ModelConfig:
@@ -82,10 +117,66 @@ def model_config(config, vocab_size: int) -> model.ModelConfig:
 
 
 def optim_config(config) -> optim.OptimConfig:
-  return optim.OptimConfig(
+  cfg = optim.OptimConfig(
       learning_rate=config.learning_rate, min_lr_ratio=config.min_lr_ratio,
       warmup_steps=config.warmup_steps, total_steps=config.total_steps,
       weight_decay=config.weight_decay, b1=config.b1, b2=config.b2, grad_clip=config.grad_clip)
+  cfg.validate()
+  return cfg
+
+
+# What a work dir holds (a run killed before config.json may hold only some of it).
+_WORKDIR_ENTRIES = {CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, "checkpoints"}
+# Fields a resumed run may change: how long and how it reports, not what it trains.
+_RESUMABLE_MODEL_FIELDS = {"compute_dtype"}
+
+
+def check_workdir(config, workdir, vocab_size: int) -> None:
+  """Refuses (ValueError naming the option) a work dir that cannot be created, is some other kind of
+  folder, or holds a run of another model shape or dataset. Reads only; writes nothing."""
+  d = pathlib.Path(workdir)
+  if not d.exists():
+    parent = next(p for p in d.absolute().parents if p.exists())
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+      raise ValueError(f"--workdir: cannot create {d}: {parent} is "
+                       + ("not a writable folder" if parent.is_dir() else "a file"))
+    return
+  if not d.is_dir():
+    raise ValueError(f"--workdir: {d} is a file; give a folder (new, or a work dir to resume)")
+  saved_path = d / CONFIG_FILE
+  if not saved_path.is_file():
+    other = sorted(e.name for e in d.iterdir()
+                   if e.name not in _WORKDIR_ENTRIES and not (e.name.startswith(".") and ".partial" in e.name))
+    if other:
+      raise ValueError(f"--workdir: {d} is not a pretraining work dir (it holds {', '.join(other[:3])}"
+                       f"{', ...' if len(other) > 3 else ''} and no {CONFIG_FILE}); choose a new or empty folder")
+    return
+  try:
+    saved = json.loads(saved_path.read_text())
+    saved_model, saved_data = dict(saved["model"]), dict(saved["data"])
+  except (ValueError, KeyError, TypeError):
+    raise ValueError(f"--workdir: {saved_path} is not a pretraining config; choose a new folder") from None
+
+  def same(option: str, was, now) -> None:
+    _require(was == now, option, f"the work dir {d} holds a run with {was!r}, got {now!r}; resume with the "
+             "same value or choose a new --workdir")
+
+  for name, value in config.model.to_dict().items():
+    if name not in _RESUMABLE_MODEL_FIELDS and name in saved_model:
+      same(f"model.{name}", saved_model[name], value)
+  if config.data.dir or saved_data.get("dir"):
+    was, now = saved_data.get("dir", ""), config.data.dir
+    if not (was and now and os.path.realpath(was) == os.path.realpath(now)):
+      same("data.dir", was, now)
+  else:
+    same("data.seed", saved_data.get("seed"), config.data.seed)
+    for group in ("graph", "corpus"):
+      for name, value in config.data[group].to_dict().items():
+        if name in saved_data.get(group, {}):
+          same(f"data.{group}.{name}", saved_data[group][name], value)
+  was_vocab = saved.get("resolved", {}).get("vocab_size", vocab_size)
+  same("data.dir" if config.data.dir else "data.graph", f"vocabulary of {was_vocab}",
+       f"vocabulary of {vocab_size}")
 
 
 def _write_json_atomic(path: pathlib.Path, obj) -> None:
@@ -144,6 +235,7 @@ def run(config, workdir) -> dict:
   mesh = train.make_mesh()
   _require(config.batch_size % mesh.size == 0, "batch_size",
            f"must be a multiple of the {mesh.size} devices, got {config.batch_size}")
+  check_workdir(config, workdir, cfg.vocab_size)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pathlib
 import platform
 import time
@@ -18,6 +19,7 @@ import time
 from absl import flags
 
 from data_gen import cli
+from data_gen.errors import OptionError, require
 
 SUITES = {"data": "experiments.bench_data", "train": "experiments.bench_train",
           "edits": "experiments.bench_edits"}
@@ -27,8 +29,20 @@ _QUICK = flags.DEFINE_bool("quick", False, "Smaller shapes and fewer steps (a sm
 _OUTPUT = flags.DEFINE_string("output", None, "Also write all results to this JSON file.")
 
 
+def check_output(path) -> pathlib.Path:
+  """--output as a path to write at the end: refused now (OptionError) rather than after the suites."""
+  out = pathlib.Path(path)
+  require(not out.is_dir(), "output", f"{out} is a folder; give a file path such as runs/bench.json")
+  parent = next(p for p in out.absolute().parents if p.exists())
+  require(parent.is_dir() and os.access(parent, os.W_OK | os.X_OK), "output",
+          f"cannot create {out}: {parent} is " + ("not a writable folder" if parent.is_dir() else "a file"))
+  return out
+
+
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise OptionError("suite", f"unexpected positional arguments {argv[1:]}; options: --suite, --quick, --output")
+  out = check_output(_OUTPUT.value) if _OUTPUT.value else None
   names = list(SUITES) if _SUITE.value == "all" else [_SUITE.value]
   results = []
   for name in names:
@@ -36,10 +50,9 @@ def main(argv):
       row = {"suite": name, **row}
       print(json.dumps(row), flush=True)
       results.append(row)
-  if _OUTPUT.value:
-    out = pathlib.Path(_OUTPUT.value)
+  if out:
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"machine": platform.platform(), "processor": platform.processor(), "cpu_count": __import__("os").cpu_count(),
+    doc = {"machine": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": _QUICK.value, "results": results}
     cli.write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
 

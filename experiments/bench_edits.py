@@ -72,5 +72,8 @@ def run(quick: bool) -> list[dict]:
 
 
 if __name__ == "__main__":
+  if unknown := [a for a in sys.argv[1:] if a != "--quick"]:
+    print(f"error: unknown option {unknown[0]}; allowed: --quick", file=sys.stderr)
+    sys.exit(2)
   for row in run(quick="--quick" in sys.argv[1:]):
     print(json.dumps(row))

@@ -4,14 +4,22 @@ r"""Pretrains a Pythia-style model on a synthetic fact graph; restarting the sam
 
 Writes DIR/config.json (resolved config), DIR/metrics.jsonl (one JSON object per logging step and per
 evaluation), DIR/checkpoints/ (orbax) and DIR/summary.json (final accuracies).
+
+Exit status: 2 an invalid option (one line `error: --option: ...` on stderr, checked before DIR is
+created or changed), 3 a non-finite loss, 4 a failure at run time (disk full, interrupted): DIR keeps
+every checkpoint it finished and the same command resumes from the latest.
 """
 
+import pathlib
 import sys
 
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from data_gen import cli
+from experiments import config_cli
+
+EXIT_INVALID, EXIT_NON_FINITE, EXIT_RUNTIME = config_cli.EXIT_INVALID, 3, 4
+_fail = config_cli.fail
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:name).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (created; resumed when it has checkpoints).")
@@ -20,26 +28,45 @@ _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initial
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _where(workdir: pathlib.Path) -> str:
+  """Where an interrupted run stands: its latest finished checkpoint, which a rerun resumes from."""
+  if not workdir.is_dir():
+    return "nothing was written"
+  steps = [int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
+  if not steps:
+    return f"{workdir} holds no checkpoint yet; the same command starts again"
+  return f"{workdir} keeps checkpoint step {max(steps)}; the same command resumes from it"
+
+
 def main(argv):
-  del argv
-  config = _CONFIG.value
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  import jax
-  if _MULTIHOST.value or config.multihost:
-    jax.distributed.initialize()
-  from behemoth_jax import trainer
+  if len(argv) > 1:
+    _fail(f"unexpected positional arguments {argv[1:]}: options are --config=FILE:NAME, --workdir=DIR, "
+          "--config.<field>=VALUE")
   try:
-    summary = trainer.run(config, _WORKDIR.value)
-  except ValueError as e:  # invalid options: one line naming the option, non-zero exit
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    config = _CONFIG.value
+    multihost = _MULTIHOST.value or config.multihost
+  except OSError:  # ml_collections defers a config file it could not load to the first access
+    _fail(config_cli.missing_config_file(sys.argv))
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  import jax  # pylint: disable=g-import-not-at-top
+  if multihost:
+    jax.distributed.initialize()
+  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
+  workdir = pathlib.Path(_WORKDIR.value)
+  try:
+    summary = trainer.run(config, workdir)
+  except ValueError as e:  # invalid options: one line naming the option, nothing written
+    _fail(str(e))
   except trainer.NonFiniteLossError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(3)
+    _fail(str(e), EXIT_NON_FINITE)
+  except OSError as e:  # disk full, a file removed under the run, ...
+    _fail(f"{e}; {_where(workdir)}", EXIT_RUNTIME)
+  except KeyboardInterrupt:
+    _fail(f"interrupted; {_where(workdir)}", EXIT_RUNTIME)
   if jax.process_index() == 0:
     print(f"step {summary['step']}: knowledge accuracy (greedy exact match)")
     print(trainer.accuracy_table(summary))
 
 
 if __name__ == "__main__":
-  cli.run(main)  # flag errors: one line, exit 1
+  app.run(main, flags_parser=config_cli.parse_flags)

@@ -70,7 +70,7 @@ def _base() -> ml_collections.ConfigDict:
 
 def get_config(name: str = "small") -> ml_collections.ConfigDict:
   if name not in MODELS:
-    raise ValueError(f"config name must be one of {', '.join(MODELS)}, got {name!r}")
+    raise ValueError(f"--config: unknown config name {name!r}; the names are {', '.join(MODELS)}")
   c = _base()
   c.name = name
   c.model.num_layers, c.model.width, c.model.num_heads = MODELS[name]
