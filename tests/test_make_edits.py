@@ -206,3 +206,15 @@ def test_missing_dataset_is_refused(tmp_path):
   result = run(f"--data_dir={tmp_path / 'nothing'}")
   assert result.returncode != 0 and "--data_dir" in result.stderr
   assert not (tmp_path / "nothing").exists()
+
+
+def test_nested_ripple_files_state_that_the_original_held_the_old_answer(tmp_path):
+  ds = dataset.build(GraphConfig(num_subjects=200, num_relationships=2, num_objects=8, num_nested_objects=2),
+                     CorpusConfig(), 0)
+  es = build_edit_set(ds.graph, EditConfig(num_ft_overrides=2, num_repeats_per_override=3), 1)
+  manifest = edit_files.write_edit_set(tmp_path, es, ds.vocab)
+  entries = {f["file"]: f for f in manifest["files"]}
+  ripple = entries["ft_validations/same_subj_nested_obj_edges_sro.txt"]
+  assert ripple["changed"] and ripple["answer"] == "after" and ripple["original_answer"] == "before"
+  assert "original_answer" not in entries["ft_validations/remapped_obj_nested_obj_edges_sro.txt"]
+  assert "original_answer" not in entries["ft_validations/edited_sro.txt"]
