@@ -17,6 +17,7 @@ import sys
 import time
 
 from absl import flags
+import numpy as np
 
 from data_gen import cli, dataset, writer
 from data_gen.corpus import CorpusConfig
@@ -102,7 +103,19 @@ def load_graph(path: str, graph_config: GraphConfig, seed: int):
     graph = writer.read_graph_text(p, graph_config)
   except (ValueError, IndexError) as e:
     raise OptionError("graph_path", f"{path} is not a valid relationship graph ({e})") from e
-  # Q/A subjects are not part of the text format: draw them from the seed like a fresh graph would.
+  # Q/A subjects: the folder's subjects_with_questions.txt when it has one (the original's folders), else
+  # drawn from the seed like a fresh graph would.
+  asked = p.parent / "subjects_with_questions.txt"
+  if asked.is_file():
+    try:
+      subjects = np.array(asked.read_text().split(), np.int64)
+    except ValueError as e:
+      raise OptionError("graph_path", f"{asked} holds a line that is not a subject number ({e})") from None
+    if subjects.size and (subjects.min() < 0 or subjects.max() >= graph.num_subjects):
+      raise OptionError("graph_path", f"{asked} names subjects outside [0, {graph.num_subjects})")
+    qa = np.zeros(graph.num_subjects, bool)
+    qa[subjects] = True
+    return dataclasses.replace(graph, qa_subject_S=qa)
   fresh = make_graph(dataclasses.replace(graph.config, correlated_pair=False, binarize_first_correlated=False,
                                          minority_position_entity_frac=0.0, num_nested_objects=0), seed)
   return dataclasses.replace(graph, qa_subject_S=fresh.qa_subject_S)

@@ -329,3 +329,19 @@ def test_an_empty_probe_set_writes_an_empty_file(tmp_path):
            "--questions_entity_frac=0.1", "--questions_frac=0.5")
   assert (tmp_path / "out/questions/default.txt").read_text() == ""
   assert len((tmp_path / "out/questions/default_new.txt").read_text().splitlines()) == 2
+
+
+def test_graph_path_of_an_original_folder_keeps_its_question_subjects(plain, tmp_path):
+  # The original's folders have no native/: the graph comes from relationship_graph.txt and the Q/A
+  # subjects from subjects_with_questions.txt.
+  import shutil
+  original = tmp_path / "original"
+  shutil.copytree(plain / "metadata", original / "metadata")
+  generate(tmp_path / "again", "--graph_path", str(original), "--objects=8", "--repeats=3", "--seed=9",
+           "--minority_position_entity_frac=0.2", "--questions_entity_frac=0.3", "--questions_frac=0.2",
+           "--validation_data_only")
+  again, first = dataset.load(tmp_path / "again").graph, dataset.load(plain).graph
+  np.testing.assert_array_equal(again.qa_subject_S, first.qa_subject_S)
+  np.testing.assert_array_equal(again.objects_SxR, first.objects_SxR)
+  np.testing.assert_array_equal(again.minority_SxR, first.minority_SxR)
+  assert (tmp_path / "again/questions/default.txt").read_text() == (plain / "questions/default.txt").read_text()
