@@ -24,7 +24,9 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
+
+from data_gen import cli
 
 # The original on this project's 2-core AMD EPYC machine (issue 8: 33.9 s; earlier runs 35 s), peak 466 MB.
 ORIGINAL_CORPUS_S = 33.9
@@ -205,4 +207,4 @@ if __name__ == "__main__":
   # Defined only when run alone: experiments.bench imports this module and owns --quick there.
   flags.DEFINE_bool("quick", False, "Smaller corpus, fewer steps.")
   flags.DEFINE_string("original_dir", None, f"A checkout of the original (create_data.py); same as {ORIGINAL_ENV}.")
-  app.run(main)
+  cli.run(main)  # flag errors: one line, exit 1
