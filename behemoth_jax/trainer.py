@@ -127,7 +127,8 @@ def optim_config(config) -> optim.OptimConfig:
 
 # What a work dir holds (a run killed before config.json may hold only some of it).
 _WORKDIR_ENTRIES = {CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, "checkpoints"}
-# Fields a resumed run may change: how long and how it reports, not what it trains.
+# Model fields a resumed run may change (the matmul dtype: a CPU run resumed on a GPU). Outside model.* and
+# data.*, anything may change on resume: total_steps, the learning rate, logging, evaluation.
 _RESUMABLE_MODEL_FIELDS = {"compute_dtype"}
 
 
@@ -175,8 +176,9 @@ def check_workdir(config, workdir, vocab_size: int) -> None:
         if name in saved_data.get(group, {}):
           same(f"data.{group}.{name}", saved_data[group][name], value)
   was_vocab = saved.get("resolved", {}).get("vocab_size", vocab_size)
-  same("data.dir" if config.data.dir else "data.graph", f"vocabulary of {was_vocab}",
-       f"vocabulary of {vocab_size}")
+  _require(was_vocab == vocab_size, "data.dir" if config.data.dir else "data.graph",
+           f"the work dir {d} holds a run with a vocabulary of {was_vocab}, this dataset has {vocab_size}; "
+           "resume with the same dataset or choose a new --workdir")
 
 
 def _write_json_atomic(path: pathlib.Path, obj) -> None:
