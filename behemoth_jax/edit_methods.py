@@ -109,8 +109,10 @@ def optimizer(hp: EditHParams) -> optax.GradientTransformation:
 
 def row_logprobs(frozen, delta, batch, cfg: model.ModelConfig, start_layer: int = 0):
   """(sum of log p over each row's scored tokens [N], number of scored tokens [N])."""
+  cached = (batch.get("start_attn"), batch.get("start_key"))
   out = model.apply(frozen, batch["inputs"], cfg, delta=delta, head_positions=batch["positions"],
-                    start_layer=start_layer, residual_BxTxD=batch.get("residual"))
+                    start_layer=start_layer, residual_BxTxD=batch.get("residual"),
+                    start_cached=cached if any(c is not None for c in cached) else None)
   N, K, V = out.logits.shape
   nll_NxK = losses.token_nll(out.logits.reshape(N * K, V), batch["targets"].reshape(-1)).reshape(N, K)
   mask = batch["mask"].astype(jnp.float32)
@@ -140,13 +142,32 @@ def loss_fn(delta, frozen, batch, hp: EditHParams, cfg: model.ModelConfig, start
   return edit_term + retain_weight * retain_term, {"edit": edit_term, "retain": retain_term}
 
 
-def prepare(frozen, batch, hp: EditHParams, cfg: model.ModelConfig, start_layer: int):
+def frozen_parts(paths: list[str], layer: int) -> tuple[bool, bool]:
+  """Whether the attention output and the MLP key of `layer` are untouched by a delta on `paths` (they
+  are then computed once per edit instead of at every step)."""
+  prefix = f"layers/{layer}/"
+  inside = [p[len(prefix):] for p in paths if p.startswith(prefix)]
+  attn = not any(p.startswith(("ln_attn/", "attn/")) for p in inside)
+  key = not any(p.startswith(("ln_mlp/", "mlp/up/")) for p in inside)
+  return attn, key
+
+
+def prepare(frozen, batch, hp: EditHParams, cfg: model.ModelConfig, start_layer: int, paths=()):
   """Adds what the frozen model contributes once per edit: the residual stream entering the first edited
-  layer, and for NPO the reference log-probabilities."""
+  layer, that layer's attention output and MLP key where the delta leaves them frozen, and for NPO the
+  reference log-probabilities."""
   batch = dict(batch)
-  if start_layer > 0:
+  if start_layer < cfg.num_layers:
     out = model.apply(frozen, batch["inputs"], cfg, head=False)
-    batch["residual"] = out.residual[start_layer]
+    if start_layer > 0:
+      batch["residual"] = out.residual[start_layer]
+    attn_frozen, key_frozen = frozen_parts(list(paths), start_layer)
+    if attn_frozen:
+      batch["start_attn"] = out.attn_out[start_layer]
+    if key_frozen:
+      batch["start_key"] = out.mlp_key[start_layer]
+  elif start_layer > 0:
+    batch["residual"] = model.apply(frozen, batch["inputs"], cfg, head=False).residual[start_layer]
   if hp.method == "npo":
     batch["ref_logp"] = jax.lax.stop_gradient(row_logprobs(frozen, None, batch, cfg, start_layer)[0])
   return batch
@@ -186,7 +207,7 @@ def train_delta(frozen, batch, key, hp: EditHParams, cfg: model.ModelConfig, pat
   start_layer = deltas.first_layer(paths, cfg.num_layers)
   init_key, data_key = jax.random.split(key)
   delta = init_delta(init_key, frozen, paths, hp)
-  batch = prepare(frozen, batch, hp, cfg, start_layer)
+  batch = prepare(frozen, batch, hp, cfg, start_layer, paths)
   step = make_step(frozen, hp, cfg, start_layer)
 
   def body(carry, step_key):

@@ -228,7 +228,7 @@ def _whole_split_rows(evals, before, after, label: str):
 def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead):
   """One delta through the generic loop (checkpoints, metrics lines, resume, NaN stop)."""
   start_layer = deltas.first_layer(paths, cfg.num_layers)
-  pool = edit_methods.prepare(params, editing.batch_rows(ts), hp, cfg, start_layer)
+  pool = edit_methods.prepare(params, editing.batch_rows(ts), hp, cfg, start_layer, paths)
   step = edit_methods.make_step(params, hp, cfg, start_layer)
   opt = edit_methods.optimizer(hp)
   key = jax.random.key(config.seed)

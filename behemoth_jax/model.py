@@ -18,8 +18,8 @@ One forward serves pretraining, evaluation, fine-tuning and every edit method. B
   locate-then-edit methods), and the MLP and attention outputs,
 - add vectors to the embeddings or to an MLP output, or overwrite a layer's residual/MLP/attention output
   where a mask is set (`Interventions`: the hooks of value optimisation and causal tracing),
-- start at a given layer from a residual stream computed earlier (edits recompute nothing below the first
-  edited layer).
+- start at a given layer from a residual stream computed earlier, optionally with that layer's attention
+  output and MLP key too (edits recompute nothing below the first edited parameter).
 """
 
 from __future__ import annotations
@@ -236,12 +236,16 @@ class Mlp(nn.Module):
   out_std: float
 
   @nn.compact
-  def __call__(self, h_BxTxD, delta=None):
-    """(output [B, T, D], the down-projection's input [B, T, F])."""
+  def __call__(self, h_BxTxD, delta=None, key_cached=None):
+    """(output [B, T, D], the down-projection's input [B, T, F]); with key_cached, only the down-projection
+    runs (h_BxTxD is then unused)."""
     cfg, delta = self.cfg, delta or {}
     dtype = jnp.dtype(cfg.compute_dtype)
-    up_BxTxF = Dense(cfg.mlp_width, 0.02, dtype, name="up")(h_BxTxD, delta.get("up"))
-    key_BxTxF = jax.nn.gelu(up_BxTxF, approximate=cfg.gelu_approximate)
+    if key_cached is None:
+      up_BxTxF = Dense(cfg.mlp_width, 0.02, dtype, name="up")(h_BxTxD, delta.get("up"))
+      key_BxTxF = jax.nn.gelu(up_BxTxF, approximate=cfg.gelu_approximate)
+    else:
+      key_BxTxF = key_cached
     return Dense(cfg.width, self.out_std, dtype, name="down")(key_BxTxF, delta.get("down")), key_BxTxF
 
 
@@ -252,13 +256,21 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxTxD, cos_TxR, sin_TxR, delta=None, mlp_add=None, patch_attn=None,
-               patch_mlp=None):
+               patch_mlp=None, cached=None):
+    """cached: (attention output, MLP key) computed earlier by a model with the same weights below them
+    (either may be None): that part is not recomputed."""
     cfg, delta = self.cfg, delta or {}
+    attn_cached, key_cached = cached or (None, None)
     out_std = 0.02 / math.sqrt(2 * cfg.num_layers)  # GPT-NeoX: output projections scaled by 1/sqrt(2L)
-    h_BxTxD = LayerNorm(cfg.layer_norm_eps, name="ln_attn")(x_BxTxD, delta.get("ln_attn"))
-    attn_BxTxD = Attention(cfg, out_std, name="attn")(h_BxTxD, cos_TxR, sin_TxR, delta.get("attn"))
-    h_BxTxD = LayerNorm(cfg.layer_norm_eps, name="ln_mlp")(x_BxTxD, delta.get("ln_mlp"))
-    mlp_BxTxD, key_BxTxF = Mlp(cfg, out_std, name="mlp")(h_BxTxD, delta.get("mlp"))
+    if attn_cached is None:
+      h_BxTxD = LayerNorm(cfg.layer_norm_eps, name="ln_attn")(x_BxTxD, delta.get("ln_attn"))
+      attn_BxTxD = Attention(cfg, out_std, name="attn")(h_BxTxD, cos_TxR, sin_TxR, delta.get("attn"))
+    else:
+      attn_BxTxD = attn_cached
+    h_BxTxD = None
+    if key_cached is None:
+      h_BxTxD = LayerNorm(cfg.layer_norm_eps, name="ln_mlp")(x_BxTxD, delta.get("ln_mlp"))
+    mlp_BxTxD, key_BxTxF = Mlp(cfg, out_std, name="mlp")(h_BxTxD, delta.get("mlp"), key_cached)
     if mlp_add is not None:
       mlp_BxTxD = mlp_BxTxD + mlp_add.astype(mlp_BxTxD.dtype)
     attn_BxTxD, mlp_BxTxD = _patch(attn_BxTxD, patch_attn), _patch(mlp_BxTxD, patch_mlp)
@@ -272,7 +284,7 @@ class Layers(nn.Module):
   cfg: ModelConfig
 
   @nn.compact
-  def __call__(self, x_BxTxD, cos_TxR, sin_TxR, delta, iv: Interventions, start_layer: int):
+  def __call__(self, x_BxTxD, cos_TxR, sin_TxR, delta, iv: Interventions, start_layer: int, start_cached=None):
     delta, L = delta or {}, self.cfg.num_layers
     mlp_add, patch = iv.mlp_add or {}, iv.patch or {}
     out = Outputs(None, None, [None] * (L + 1), [None] * L, [None] * L, [None] * L)
@@ -284,7 +296,7 @@ class Layers(nn.Module):
       out.residual[i] = x_BxTxD
       x_BxTxD, out.mlp_key[i], out.mlp_out[i], out.attn_out[i] = block(
           x_BxTxD, cos_TxR, sin_TxR, delta.get(str(i)), mlp_add.get(i), patch.get(("attn", i)),
-          patch.get(("mlp", i)))
+          patch.get(("mlp", i)), start_cached if i == start_layer else None)
     out.residual[L] = x_BxTxD
     return out
 
@@ -294,7 +306,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BxT, delta=None, interventions: Interventions | None = None, head: bool = True,
-               head_positions=None, start_layer: int = 0, residual_BxTxD=None) -> Outputs:
+               head_positions=None, start_layer: int = 0, residual_BxTxD=None, start_cached=None) -> Outputs:
     cfg, delta = self.cfg, delta or {}
     iv = interventions or Interventions()
     T = tokens_BxT.shape[1]
@@ -310,7 +322,8 @@ class Transformer(nn.Module):
       if residual_BxTxD is None:
         raise ValueError("start_layer > 0 needs the residual stream entering that layer")
       x_BxTxD = residual_BxTxD
-    out = Layers(cfg, name="layers")(x_BxTxD, cos_TxR, sin_TxR, delta.get("layers"), iv, start_layer)
+    out = Layers(cfg, name="layers")(x_BxTxD, cos_TxR, sin_TxR, delta.get("layers"), iv, start_layer,
+                                     start_cached)
     hidden_BxTxD = LayerNorm(cfg.layer_norm_eps, name="final_norm")(out.residual[-1], delta.get("final_norm"))
     logits = None
     if head:
@@ -347,7 +360,8 @@ def init_params(key: jax.Array, cfg: ModelConfig) -> dict:
 
 def apply(params: dict, tokens_BxT: jax.Array, cfg: ModelConfig, **kwargs) -> Outputs:
   """The one forward; keyword arguments as `Transformer.__call__` (delta, interventions, head,
-  head_positions, start_layer, residual_BxTxD)."""
+  head_positions, start_layer, residual_BxTxD, start_cached: (attention output, MLP key) of the start
+  layer when the delta leaves what produces them frozen)."""
   return Transformer(cfg).apply({"params": params}, tokens_BxT, **kwargs)
 
 

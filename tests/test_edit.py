@@ -68,6 +68,16 @@ def test_start_layer_from_a_captured_residual_equals_the_full_forward(params):
     part = model.apply(params, tokens, CFG, start_layer=layer, residual_BxTxD=out.residual[layer])
     np.testing.assert_allclose(part.logits, out.logits, atol=1e-5)
   assert out.mlp_key[2].shape == (3, 10, CFG.mlp_width)
+  # With the start layer's attention output and MLP key cached, only its down-projection runs.
+  d = _random_delta(params, ["layers/1/mlp/down/kernel"], rank=2)
+  want = model.forward(params, tokens, CFG, delta=d)
+  for cached in ((out.attn_out[1], out.mlp_key[1]), (out.attn_out[1], None), (None, out.mlp_key[1])):
+    got = model.apply(params, tokens, CFG, delta=d, start_layer=1, residual_BxTxD=out.residual[1],
+                      start_cached=cached).logits
+    np.testing.assert_allclose(got, want, atol=1e-5)
+  assert edit_methods.frozen_parts(["layers/1/mlp/down/kernel"], 1) == (True, True)
+  assert edit_methods.frozen_parts(["layers/1/mlp/up/kernel", "layers/2/attn/out/kernel"], 1) == (True, False)
+  assert edit_methods.frozen_parts(["layers/1/ln_attn/scale"], 1) == (False, True)
 
 
 def test_mlp_add_and_patches(params):
