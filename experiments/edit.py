@@ -6,14 +6,21 @@ r"""Edits (or unlearns) facts of a pretrained model; restarting the same command
 Writes WORKDIR/config.json, deltas/, results.jsonl (one row per edit, split, template and metric: before
 and after), summary.json (split -> metric -> {before, after, n}) and run.json (timings, device). What each
 mode and method does: behemoth_jax/editing.py and behemoth_jax/edit_methods.py.
+
+Exit status: 2 an invalid option (one line `error: --option: ...`, checked before WORKDIR is created),
+3 a non-finite loss, 4 a failure at run time (WORKDIR keeps every finished chunk; the same command resumes).
 """
 
+import pathlib
 import sys
 
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from data_gen import cli
+from experiments import config_cli
+
+EXIT_NON_FINITE, EXIT_RUNTIME = 3, 4
+_fail = config_cli.fail
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:name), e.g. "
                                           "experiments/configs/edit.py:lora.")
@@ -22,24 +29,37 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (created; resume
 flags.mark_flags_as_required(["config", "pretrained", "workdir"])
 
 
+def _where(workdir: pathlib.Path) -> str:
+  chunks = sorted((workdir / "chunks").glob("*.npz")) if workdir.is_dir() else []
+  if not workdir.is_dir():
+    return "nothing was written"
+  return f"{workdir} keeps {len(chunks)} finished chunk(s); the same command resumes"
+
+
 def main(argv):
   if len(argv) > 1:
-    print(f"error: unexpected positional arguments {argv[1:]}", file=sys.stderr)
-    sys.exit(2)
-  config = _CONFIG.value
+    _fail(f"unexpected positional arguments {argv[1:]}: options are --config=FILE:NAME, --pretrained=DIR, "
+          "--workdir=DIR, --config.<field>=VALUE")
+  try:
+    config = _CONFIG.value
+  except OSError:  # ml_collections defers a config file it could not load to the first access
+    _fail(config_cli.missing_config_file(sys.argv))
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   from behemoth_jax import edit_runner, loop  # pylint: disable=g-import-not-at-top
+  workdir = pathlib.Path(_WORKDIR.value)
   try:
-    summary = edit_runner.run(config, _PRETRAINED.value, _WORKDIR.value)
-  except ValueError as e:  # invalid options: one line naming the option, non-zero exit
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    summary = edit_runner.run(config, _PRETRAINED.value, workdir)
+  except ValueError as e:  # invalid options: one line naming the option, nothing written
+    _fail(str(e))
   except loop.NonFiniteLossError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(3)
+    _fail(str(e), EXIT_NON_FINITE)
+  except OSError as e:
+    _fail(f"{e}; {_where(workdir)}", EXIT_RUNTIME)
+  except KeyboardInterrupt:
+    _fail(f"interrupted; {_where(workdir)}", EXIT_RUNTIME)
   print(f"{config.method} ({config.mode}, {config.num_edits} edits): greedy exact match before -> after")
   print(edit_runner.summary_table(summary))
 
 
 if __name__ == "__main__":
-  cli.run(main)  # flag errors: one line, exit 1
+  app.run(main, flags_parser=config_cli.parse_flags)
