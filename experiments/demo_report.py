@@ -1,4 +1,4 @@
-r"""Writes RUN_DIR/report.md from what the demo's stages left in RUN_DIR (data, pretrain, edits).
+r"""Writes RUN_DIR/report.md from what the demo's stages left in RUN_DIR (data, pretrain, edits, edit_lora).
 
   python -m experiments.demo_report --run_dir=runs/demo
 """
@@ -10,7 +10,7 @@ import pathlib
 
 from absl import app, flags
 
-_RUN_DIR = flags.DEFINE_string("run_dir", "runs/demo", "Folder holding data/, pretrain/ and edits/.")
+_RUN_DIR = flags.DEFINE_string("run_dir", "runs/demo", "Folder holding data/, pretrain/, edits/ and edit_lora/.")
 
 
 def _load(path: pathlib.Path):
@@ -41,6 +41,22 @@ def build_report(run_dir: pathlib.Path) -> str:
     lines += ["## Edit set", "", "| file | role | facts | rows | changed by the edit |", "|---|---|---|---|---|"]
     lines += [f"| {f['file']} | {f['role']} | {f['facts']} | {f['rows']} | {f['changed']} |"
               for f in edits["files"]]
+    lines.append("")
+  edit_summary = _load(run_dir / "edit_lora/summary.json")
+  edit_run = _load(run_dir / "edit_lora/run.json")
+  if edit_summary:
+    lines += ["## Edits (experiments.edit, config lora)", ""]
+    if edit_run:
+      lines += [f"- {edit_run['num_edits']} independent single-fact edits, method {edit_run['method']} "
+                f"(rank {edit_run['rank']}) on {', '.join(edit_run['paths'])}; "
+                f"{edit_run['wall_s']:.0f} s on {edit_run['device']}", ""]
+    lines += ["Greedy exact match of the whole answer, before and after each edit (mean over edits; "
+              "`exact_match`: the post-edit answer, `exact_match_old`: the pre-edit one). `edited` is the "
+              "edit itself; every other split is a fact the edit should leave alone.", "",
+              "| split | metric | before | after | facts |", "|---|---|---|---|---|"]
+    for split, by_metric in edit_summary.items():
+      for metric, v in by_metric.items():
+        lines.append(f"| {split} | {metric} | {100 * v['before']:.1f}% | {100 * v['after']:.1f}% | {v['n']} |")
     lines.append("")
   return "\n".join(lines)
 
