@@ -29,7 +29,7 @@ def _base() -> ml_collections.ConfigDict:
   c.data.seed = 0
   # Empty: build the dataset from data.graph/data.corpus below; else a `data_gen.generate` output dir.
   c.data.dir = ""
-  # Empty: sample batches on device; else read the text shards written under this directory (train/).
+  # Empty: sample batches on device; else read the text shards written under this directory (data/).
   c.data.corpus_dir = ""
   c.data.graph = ml_collections.ConfigDict(dict(
       num_subjects=100_000, num_relationships=6, num_objects=400, minority_position_entity_frac=0.0,
@@ -37,7 +37,7 @@ def _base() -> ml_collections.ConfigDict:
       num_nested_objects=0, questions_entity_frac=0.0))
   c.data.corpus = ml_collections.ConfigDict(dict(
       phrase_creator="inverted", inversion_frac=0.0, repeats=500, shuffle=True,
-      minority_position_frac=0.1, questions_frac=0.5, obj_nested_obj_edges_upweight=1))
+      minority_position_frac=0.1, questions_frac=0.0, obj_nested_obj_edges_upweight=1))
 
   c.model = ml_collections.ConfigDict(dict(
       num_layers=6, width=256, num_heads=8, max_len=256, mlp_ratio=4, rotary_pct=0.25,
