@@ -64,9 +64,10 @@ def run_loop(state, start: int, *, spec: LoopSpec, step_fn: Callable, sample: Ca
     m = jax.device_get(m)
     loss, grad_norm = float(m["loss"]), float(m.get("grad_norm", 0.0))
     if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-      raise NonFiniteLossError(
-          f"non-finite loss {loss} / grad norm {grad_norm} at step {step}; stopped. "
-          f"The last good checkpoint is step {manager.latest_step()} in {manager.directory}")
+      latest = manager.latest_step()
+      where = (f"The last good checkpoint is step {latest} in {manager.directory}" if latest is not None
+               else f"No checkpoint was written yet ({manager.directory} is empty); a rerun starts over")
+      raise NonFiniteLossError(f"non-finite loss {loss} / grad norm {grad_norm} at step {step}; stopped. {where}")
     if step % spec.log_every and step != spec.total_steps:
       return
     dt = time.perf_counter() - window["t0"]

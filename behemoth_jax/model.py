@@ -58,18 +58,18 @@ class ModelConfig:
     # Ranges first: a negative width must be reported as such, not as a heads mismatch.
     for name in ("vocab_size", "num_layers", "width", "num_heads", "max_len", "mlp_ratio"):
       if getattr(self, name) < 1:
-        raise ValueError(f"--config.model.{name} must be >= 1, got {getattr(self, name)}")
+        raise ValueError(f"--config.model.{name}: must be >= 1, got {getattr(self, name)}")
     if self.width % self.num_heads:
-      raise ValueError(f"--config.model.width must be a multiple of num_heads={self.num_heads}, "
+      raise ValueError(f"--config.model.width: must be a multiple of num_heads={self.num_heads}, "
                        f"got {self.width}")
     if not 0.0 <= self.rotary_pct <= 1.0:
-      raise ValueError(f"--config.model.rotary_pct must be in [0, 1], got {self.rotary_pct}")
+      raise ValueError(f"--config.model.rotary_pct: must be in [0, 1], got {self.rotary_pct}")
     if not (math.isfinite(self.rotary_base) and self.rotary_base > 1.0):
-      raise ValueError(f"--config.model.rotary_base must be a finite number > 1, got {self.rotary_base}")
+      raise ValueError(f"--config.model.rotary_base: must be a finite number > 1, got {self.rotary_base}")
     if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0.0):
-      raise ValueError(f"--config.model.layer_norm_eps must be a finite number > 0, got {self.layer_norm_eps}")
+      raise ValueError(f"--config.model.layer_norm_eps: must be a finite number > 0, got {self.layer_norm_eps}")
     if self.compute_dtype not in ("float32", "bfloat16"):
-      raise ValueError(f"--config.model.compute_dtype must be float32 or bfloat16, "
+      raise ValueError(f"--config.model.compute_dtype: must be float32 or bfloat16, "
                        f"got {self.compute_dtype}")
 
   @property

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 
 from absl import flags
 
@@ -157,7 +158,10 @@ def export(pretrained, output, delta=None, overwrite: bool = False, edit_index: 
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    print(f"error: unexpected positional arguments {argv[1:]}: options are --pretrained, --output, --delta, "
+          "--edit_index, --overwrite", file=sys.stderr)
+    sys.exit(1)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   out = export(_PRETRAINED.value, _OUTPUT.value, _DELTA.value, _OVERWRITE.value, _EDIT_INDEX.value)

@@ -168,6 +168,7 @@ ROWS = [
     ("experiments.bench_data", ["--nosuch"], "nosuch"),
     # --- experiments.export ---
     (EXPORT, [], "--pretrained"),
+    (EXPORT, ["--pretrained={otherwd}", "--output={out}", "extra"], "extra"),
     (EXPORT, ["--pretrained={otherwd}"], "--output"),
     (EXPORT, ["--pretrained={empty}/nosuch", "--output={out}"], "--pretrained"),
     (EXPORT, ["--pretrained={empty}", "--output={out}"], "--pretrained"),
