@@ -112,7 +112,7 @@ def row_logprobs(frozen, delta, batch, cfg: model.ModelConfig, start_layer: int 
   cached = (batch.get("start_attn"), batch.get("start_key"))
   out = model.apply(frozen, batch["inputs"], cfg, delta=delta, head_positions=batch["positions"],
                     start_layer=start_layer, residual_BxTxD=batch.get("residual"),
-                    start_cached=cached if any(c is not None for c in cached) else None)
+                    start_cached=cached if any(c is not None for c in cached) else None, prune_to_head=True)
   N, K, V = out.logits.shape
   nll_NxK = losses.token_nll(out.logits.reshape(N * K, V), batch["targets"].reshape(-1)).reshape(N, K)
   mask = batch["mask"].astype(jnp.float32)

@@ -35,7 +35,7 @@ def make_exact_match(cfg: model.ModelConfig) -> Callable:
     P_, A = prompt_NxP.shape[1], answer_NxA.shape[1]
     tokens = jnp.concatenate([prompt_NxP, answer_NxA[:, :-1]], 1)
     positions = jnp.broadcast_to(jnp.arange(P_ - 1, P_ + A - 1, dtype=jnp.int32), answer_NxA.shape)
-    logits = model.apply(params, tokens, cfg, delta=delta, head_positions=positions).logits
+    logits = model.apply(params, tokens, cfg, delta=delta, head_positions=positions, prune_to_head=True).logits
     return jnp.all(jnp.argmax(logits, -1) == answer_NxA, -1)
 
   return exact_match

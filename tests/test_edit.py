@@ -59,6 +59,16 @@ def test_head_at_positions_equals_the_full_head(params):
   got = model.apply(params, tokens, CFG, head_positions=pos).logits
   np.testing.assert_allclose(got, jnp.take_along_axis(full, pos[..., None], 1), atol=1e-5)
   assert model.apply(params, tokens, CFG, head=False).logits is None
+  # The last layer at the head positions only: the same logits, with a delta and from a start layer too.
+  d = _random_delta(params, ["layers/2/mlp/down/kernel", "layers/2/attn/qkv/kernel"], rank=2)
+  want = jnp.take_along_axis(model.forward(params, tokens, CFG, delta=d), pos[..., None], 1)
+  out = model.apply(params, tokens, CFG, delta=d, head_positions=pos, prune_to_head=True)
+  np.testing.assert_allclose(out.logits, want, atol=1e-5)
+  assert out.hidden.shape == (3, 2, CFG.width)
+  residual = model.apply(params, tokens, CFG).residual[2]
+  got = model.apply(params, tokens, CFG, delta=d, head_positions=pos, prune_to_head=True, start_layer=2,
+                    residual_BxTxD=residual).logits
+  np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_start_layer_from_a_captured_residual_equals_the_full_forward(params):
