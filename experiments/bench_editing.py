@@ -54,16 +54,19 @@ def _workload_arrays(w: dict):
 
 
 def flops_per_edit(w: dict) -> float:
-  """Matmul FLOPs of our program for one edit: forward + input-gradient backward through the frozen
-  layers, the LoRA factors' own forward/backward, the head at one position per row."""
+  """Matmul FLOPs our program needs for one edit of this workload (LoRA on every mlp_down, answer = the
+  last of T input positions): layer 0's attention and MLP key are frozen (computed once, not per step),
+  so layer 0 runs only its down-projection; the last layer runs its MLP, output projection and query at
+  the answer position only (keys/values everywhere); the head at the answer position; the backward pass
+  computes input gradients of the frozen matmuls and the LoRA factors' gradients, no weight gradients."""
   D, L, V, r, T = w["width"], w["layers"], w["vocab"], w["rank"], w["tokens_per_row"] - 1
   F_ = 4 * D
-  layer = 3 * D * D + D * D + 2 * D * F_  # multiply-adds per token
-  attn = 2 * T * D  # scores + values per token
-  lora = L * (F_ * r + r * D)
-  per_row_fwd = 2 * (T * (L * (layer + attn) + lora) + D * V)
-  per_row_bwd = 2 * (T * (L * (layer + attn) + 2 * lora) + D * V)  # dX of frozen matmuls, dA/dB of LoRA
-  return w["steps"] * w["rows_per_step"] * (per_row_fwd + per_row_bwd)
+  full = 3 * D * D + D * D + 2 * D * F_ + 2 * T * D  # multiply-adds per token of a whole layer
+  last = T * 2 * D * D + (D * D + D * D + 2 * D * F_ + 2 * T * D)  # k, v everywhere; the rest at one position
+  lora = L * T * (F_ * r + r * D)
+  fwd = T * D * F_ + (L - 2) * T * full + (T * D * D + last) + D * V + lora
+  bwd = (L - 2) * T * full + last + D * V + 2 * lora
+  return 2.0 * w["steps"] * w["rows_per_step"] * (fwd + bwd)
 
 
 def measure(w: dict, repeats: int, loop_edits: int) -> dict:
