@@ -404,17 +404,20 @@ def test_trains_from_a_generated_dataset_and_its_text_corpus(tmp_path):
   assert len(losses) == 2 and all(np.isfinite(losses))
 
 
-@pytest.mark.parametrize("graph,expected", [
-    (dict(minority_position_entity_frac=0.25, questions_entity_frac=0.5),
+@pytest.mark.parametrize("graph,corpus,expected", [
+    # Q/A as the original: questions_frac (default 0) sets how many questions a Q/A subject's facts get.
+    (dict(minority_position_entity_frac=0.25, questions_entity_frac=0.5), dict(questions_frac=0.5),
      ["sro", "sro_dissenting_majority", "sro_dissenting_minority", "question_trained", "question_heldout",
       "kind/subject_object"]),
-    (dict(num_nested_objects=4), ["sro", "sro_subject_nested", "sro_object_nested", "kind/subject_nested",
-                                  "kind/object_nested"]),
+    (dict(num_nested_objects=4), {}, ["sro", "sro_subject_nested", "sro_object_nested", "kind/subject_nested",
+                                      "kind/object_nested"]),
 ])
-def test_every_probe_kind_is_evaluated(tmp_path, graph, expected):
+def test_every_probe_kind_is_evaluated(tmp_path, graph, corpus, expected):
   config = _tiny(total_steps=2, warmup_steps=1, eval_every=2, checkpoint_every=2, log_every=1)
   for k, v in graph.items():
     config.data.graph[k] = v
+  for k, v in corpus.items():
+    config.data.corpus[k] = v
   summary = trainer.run(config, tmp_path)
   for name in expected:
     assert f"eval/{name}/accuracy" in summary, sorted(summary)
