@@ -33,7 +33,9 @@ import optax
 
 from behemoth_jax import deltas, losses, model
 
-METHODS = ("ft", "ft_l", "lora", "ga", "graddiff", "npo", "refusal")
+METHODS = ("ft", "ft_l", "lora", "ga", "graddiff", "npo", "refusal", "rome", "memit", "alphaedit")
+# Closed-form locate-then-edit methods (closed_form.py): they write one MLP down-projection per layer.
+CLOSED_FORM = ("rome", "memit", "alphaedit")
 UNLEARNING = ("ga", "graddiff", "npo")
 MODES = ("independent", "batch", "sequential")
 
@@ -52,6 +54,12 @@ class EditHParams:
   b1: float = 0.9
   b2: float = 0.999
   batch_size: int = 32  # rows per step in batch mode (independent edits train on all their rows)
+  # Closed-form methods (closed_form.py). layer: the edited MLP (memit/alphaedit: the last of `span`
+  # layers); -1 = the middle layer (L - 1) // 2.
+  layer: int = -1
+  span: int = 1
+  kl_weight: float = 0.0625  # rome: weight of the KL term on the subject's other facts (ROME's value)
+  lam: float = 1.0  # memit: lambda of (lambda C + K K^T); alphaedit: the ridge of its solve
 
   @property
   def low_rank(self) -> bool:
@@ -81,10 +89,27 @@ class EditHParams:
     need(self.steps >= 1, "steps", ">= 1", self.steps)
     need(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
     need(0 <= self.b1 < 1 and 0 <= self.b2 < 1, "b1", "in [0, 1) (b2 too)", (self.b1, self.b2))
+    need(math.isfinite(self.kl_weight) and self.kl_weight >= 0, "kl_weight", "a finite number >= 0",
+         self.kl_weight)
+    need(math.isfinite(self.lam) and self.lam > 0, "lam", "a finite number > 0", self.lam)
+    need(self.span >= 1, "span", ">= 1", self.span)
+
+
+def closed_form_layers(num_layers: int, hp: EditHParams) -> list[int]:
+  """The MLP layers a closed-form method edits, or a ValueError naming --config.layer / --config.span."""
+  if not -1 <= hp.layer < num_layers:
+    raise ValueError(f"--config.layer: must be in [0, {num_layers - 1}] (or -1: the middle layer), "
+                     f"got {hp.layer}")
+  last = (num_layers - 1) // 2 if hp.layer < 0 else hp.layer
+  if hp.span > last + 1:
+    raise ValueError(f"--config.span: must be in [1, {last + 1}] (layers ending at layer {last}), got {hp.span}")
+  return list(range(last - hp.span + 1, last + 1))
 
 
 def resolve_paths(params: dict, hp: EditHParams) -> list[str]:
   """Target parameter paths; a ValueError naming --config.targets (or --config.rank) if they cannot work."""
+  if hp.method in CLOSED_FORM:  # targets ignored: the down-projections of the configured layers
+    return [f"layers/{l}/mlp/down/kernel" for l in closed_form_layers(len(params["layers"]), hp)]
   try:
     paths = deltas.resolve_targets(params, hp.targets, kernels_only=hp.low_rank)
   except ValueError as e:

@@ -83,6 +83,8 @@ class IndependentPlan:
   relationship: np.ndarray
   after: np.ndarray
   links: dict  # split key -> (index [F, M], mask [F, M])
+  # Per-edit arrays [F, ...] a method needs beside the rows (rome: subject token, KL prompts).
+  extra: dict = dataclasses.field(default_factory=dict)
 
   @property
   def num_edits(self) -> int:
@@ -133,6 +135,7 @@ def run_independent_chunk(plan: IndependentPlan, start: int, stop: int, chunk: i
   n = stop - start
   idx = np.minimum(np.arange(start, start + chunk), stop - 1)
   batch = _batch_of(plan.rows.take(idx), plan.is_edit)
+  batch.update({k: jnp.asarray(v[idx]) for k, v in plan.extra.items()})
   deltas_F, loss_FxS = trainer(frozen, batch, edit_keys(seed, idx))
   out = {"loss": np.asarray(loss_FxS)[:n], "metrics": {}}
   for s in evals:

@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from behemoth_jax import covariance, model, trainer
+from behemoth_jax import closed_form, covariance, deltas, edit_runner, model, pretrained, trainer
+from experiments.configs import edit as edit_configs
 from experiments.configs import pretrain as pretrain_configs
 
 
@@ -39,3 +40,61 @@ def test_covariance_equals_a_brute_force_sum_over_every_document(tiny_random, tm
   assert len(list(tmp_path.glob("cov_*_layer1.npy"))) == 1
   np.testing.assert_array_equal(covariance.cached_covariance(params, cfg, ds, [1], tmp_path)[1], c1)
   np.testing.assert_array_equal(c1, got)  # same chunks: the same float32 partial sums
+
+
+# ---- rank-one edits on a model that knows its facts ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  """The tiny pretraining config trained until it knows most facts (~15 s; as tests/test_edit.py)."""
+  workdir = tmp_path_factory.mktemp("tiny_pretrained")
+  config = pretrain_configs.get_config("tiny")
+  config.progress, config.total_steps, config.learning_rate = False, 300, 1e-2
+  config.eval_every = config.checkpoint_every = 300
+  trainer.run(config, workdir)
+  return workdir
+
+
+def _rome_config(**overrides):
+  c = edit_configs.get_config("rome,tiny")
+  c.save_deltas = True
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def test_rome_edits_are_rank_one_at_their_layer_and_take(tiny_run, tmp_path):
+  summary = edit_runner.run(_rome_config(), tiny_run, tmp_path / "w")
+  assert summary["edited"]["exact_match"]["before"] == 0
+  assert summary["edited"]["exact_match"]["after"] >= 0.75, summary["edited"]
+  d = deltas.load(tmp_path / "w" / "deltas" / "chunk_000000")
+  flat = deltas.flatten(d)
+  assert list(flat) == ["layers/0/mlp/down/kernel"]  # the middle layer of 2: only its down kernel
+  params, cfg, _ = pretrained.load_pretrained(tiny_run)
+  leaf = flat["layers/0/mlp/down/kernel"]
+  for f in range(leaf.a.shape[0]):
+    dense = np.asarray(leaf.a[f] @ leaf.b[f], np.float64)
+    s = np.linalg.svd(dense, compute_uv=False)
+    assert s[0] > 0 and s[1] <= 1e-6 * s[0]  # rank exactly one
+    one = deltas.unflatten({"layers/0/mlp/down/kernel": deltas.LowRank(a=leaf.a[f], b=leaf.b[f])})
+    merged = deltas.merge(params, one)
+    for p, old in deltas.flatten(params).items():
+      assert (p == "layers/0/mlp/down/kernel") != bool(np.array_equal(old, deltas.flatten(merged)[p])), p
+  # The corpus covariance was cached beside the pretrained run.
+  assert list((tiny_run / "key_covariance").glob("cov_*_layer0.npy"))
+
+
+@pytest.mark.parametrize("overrides,option", [
+    ({"layer": 2}, "--config.layer"),  # the tiny model has 2 layers
+    ({"layer": -2}, "--config.layer"),
+    ({"lam": 0.0}, "--config.lam"),
+    ({"kl_weight": -1.0}, "--config.kl_weight"),
+    ({"span": 2}, "--config.span"),  # the middle layer of 2 is layer 0: no room below it
+    ({"mode": "batch"}, "--config.mode"),
+])
+def test_invalid_closed_form_options_leave_no_workdir(tiny_run, tmp_path, overrides, option):
+  with pytest.raises(ValueError) as e:
+    edit_runner.run(_rome_config(**overrides), tiny_run, tmp_path / "w")
+  assert str(e.value).startswith(option + ":") and "\n" not in str(e.value), str(e.value)
+  assert not (tmp_path / "w").exists()

@@ -6,7 +6,8 @@ r"""Edit and unlearning configs: a method, its targets, an execution mode and an
 Names: lora (the acceptance run: independent single-fact rank-4 LoRA edits on every MLP down-projection),
 ft (fine-tune every parameter), ft_blocks (fine-tune the MLP blocks only), ft_l (ft with an L-infinity
 bound), ga, graddiff, npo (unlearning: forget the edited facts' answers), refusal (teach the refusal
-answer). Append ",tiny" for the seconds-long CPU variant used by tests (`lora,tiny`). Override any field
+answer), rome (independent single-fact rank-one edits of one MLP down-projection in closed form,
+behemoth_jax/closed_form.py; --config.layer picks it). Append ",tiny" for the seconds-long CPU variant used by tests (`lora,tiny`). Override any field
 with --config.x=y, e.g. --config.mode=batch --config.rank=16 --config.targets=mlp_down&layer:2.
 
 Defaults are tuned on the `small` pretraining config (experiments/configs/pretrain.py:small, 4 layers of
@@ -17,7 +18,7 @@ and step counts depend on the model and the loss mask. The edit set's fields are
 
 import ml_collections
 
-NAMES = ("lora", "ft", "ft_blocks", "ft_l", "ga", "graddiff", "npo", "refusal")
+NAMES = ("lora", "ft", "ft_blocks", "ft_l", "ga", "graddiff", "npo", "refusal", "rome")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -39,6 +40,12 @@ def _base() -> ml_collections.ConfigDict:
   c.b1 = 0.9
   c.b2 = 0.999
   c.batch_size = 32  # rows per step in batch mode
+  # Closed-form methods (rome, memit, alphaedit): the edited MLP layer (-1: the middle one), how many
+  # layers memit spreads over (ending at `layer`), rome's KL weight, memit's lambda.
+  c.layer = -1
+  c.span = 1
+  c.kl_weight = 0.0625
+  c.lam = 1.0
   c.loss_on = "answer"  # or "sentence"
 
   c.mode = "independent"  # independent | batch | sequential
@@ -84,6 +91,8 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
     c.method, c.targets, c.rank, c.learning_rate = "ft", "mlp", 0, 1e-3
   elif name in ("ga", "graddiff", "npo"):
     c.targets, c.rank, c.learning_rate, c.steps = "mlp", 0, 1e-3, 20
+  elif name == "rome":  # closed form at one layer: steps/learning_rate optimise the value vector
+    c.retain_per_edit, c.steps, c.learning_rate = 0, 25, 0.5
   elif name == "refusal":
     c.targets, c.rank, c.learning_rate = "mlp", 0, 1e-3
     c.edit_set.finetuning_phrase_creator = "refusal"
