@@ -7,9 +7,7 @@ runs the configured mode (`editing.py`) and writes:
                      batch mode `batch/` (plus W/checkpoints/ of the loop), sequential mode `composed/`
   W/chunks/          independent mode: each finished chunk's measurements (a rerun skips them)
   W/results.jsonl    one row per edit, split, template and metric: value before and after the edit
-  W/summary.json     split name -> metric -> {"before", "after", "n", "before_ci", "after_ci", "ci_unit"}:
-                     percentile bootstrap 95% intervals (1000 resamples, seeded by config.seed) over edits
-                     (independent mode, each edit weighted by its linked rows) or facts (batch, sequential)
+  W/summary.json     split name -> metric -> {"before", "after", "n"}
   W/run.json         mode, method, targets, timings (edits per second) and the device
 An interrupted independent run resumes at its first unfinished chunk; a batch run from its last
 checkpoint; results.jsonl and summary.json appear only when everything is measured.
@@ -30,7 +28,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from behemoth_jax import (checkpoint, closed_form, covariance, deltas, edit_data, edit_methods, editing, loop,
                           metrics, pretrained)
-from behemoth_jax import edit_metrics, stats
 from data_gen import cli, progress
 from data_gen.edit_files import load_edit_set
 from data_gen.edits import TEMPLATE_TAG, EditConfig, build_edit_set
@@ -139,15 +136,7 @@ def _save_npz_atomic(path: pathlib.Path, **arrays) -> None:
 
 def _mean_or_nan(x) -> float:
   x = np.asarray(x, np.float64)
-  x = x[np.isfinite(x)]  # NaN = undefined for that fact (the rank of a refusal answer)
   return float(x.mean()) if x.size else float("nan")
-
-
-CI_RESAMPLES = 1000
-
-
-def _ci(values, weights=None, seed: int = 0) -> list:
-  return list(stats.bootstrap_ci(values, weights, n_boot=CI_RESAMPLES, seed=seed))
 
 
 # ---- modes ----------------------------------------------------------------------------------------------
@@ -175,7 +164,7 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
     trainer = editing.make_independent_trainer(cfg, hp, paths, mesh)
   if mesh is not None:  # the frozen model on every device, each edit's delta on one
     params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
-  before = editing.frozen_scores(evaluator, params, evals)
+  before = editing.frozen_correct(evaluator, params, evals)
   chunks_dir, deltas_dir = workdir / "chunks", workdir / "deltas"
   chunks_dir.mkdir(exist_ok=True)
   deltas_dir.mkdir(exist_ok=True)
@@ -218,7 +207,7 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
     skey = _summary_key(s.name, s.template, primary)
     index_FxM, mask_FxM = plan.links[s.key]
     facts = int(np.unique(index_FxM[mask_FxM]).size)
-    for metric in edit_metrics.METRICS:
+    for metric in s.probes:
       b = np.concatenate(per_key[f"{s.key}|{metric}|before"])
       a = np.concatenate(per_key[f"{s.key}|{metric}|after"])
       n = np.concatenate(per_key[f"{s.key}|{metric}|n"])
@@ -228,13 +217,10 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
                        "new_value": int(plan.after[f]), "split": s.name, "template": TEMPLATE_TAG[s.template],
                        "metric": metric, "before": float(b[f]), "after": float(a[f]), "n": int(n[f])})
       w = n.astype(np.float64)
-      wb, wa = w * np.isfinite(b), w * np.isfinite(a)  # an edit whose metric is undefined weighs nothing
       summary.setdefault(skey, {})[metric] = {
-          "before": float((np.nan_to_num(b) * wb).sum() / max(wb.sum(), 1)),
-          "after": float((np.nan_to_num(a) * wa).sum() / max(wa.sum(), 1)),
-          "n": facts, "pairs": int(w.sum()),
-          # Edits are the independent units (each its own delta); an edit weighs by its linked rows.
-          "before_ci": _ci(b, w, config.seed), "after_ci": _ci(a, w, config.seed), "ci_unit": "edit"}
+          "before": float((np.nan_to_num(b) * w).sum() / max(w.sum(), 1)),
+          "after": float((np.nan_to_num(a) * w).sum() / max(w.sum(), 1)),
+          "n": facts, "pairs": int(w.sum())}
   edits_timed = sum(n for n, _ in timings[1:]) if len(timings) > 1 else sum(n for n, _ in timings)
   secs = sum(t for _, t in timings[1:]) if len(timings) > 1 else sum(t for _, t in timings)
   info = {"num_edits": F, "chunks": len(starts), "chunks_run_now": len(timings),
@@ -243,18 +229,16 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
   return rows, summary, info
 
 
-def _whole_split_rows(evals, before, after, label: str, seed: int = 0):
+def _whole_split_rows(evals, before, after, label: str):
   rows, summary, primary = [], {}, {}
   for s in evals:
     skey = _summary_key(s.name, s.template, primary)
-    for metric in before[s.key]:
+    for metric in s.probes:
       b, a = before[s.key][metric], after[s.key][metric]
       rows.append({"edit": label, "split": s.name, "template": TEMPLATE_TAG[s.template], "metric": metric,
                    "before": _mean_or_nan(b), "after": _mean_or_nan(a), "n": int(len(b))})
-      # One delta for every fact: the facts are the resampled units.
       summary.setdefault(skey, {})[metric] = {"before": _mean_or_nan(b), "after": _mean_or_nan(a),
-                                              "n": int(len(b)), "before_ci": _ci(b, seed=seed),
-                                              "after_ci": _ci(a, seed=seed), "ci_unit": "fact"}
+                                              "n": int(len(b))}
   return rows, summary
 
 
@@ -298,9 +282,9 @@ def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, le
   if config.save_deltas and not (workdir / "deltas" / "batch").exists():
     (workdir / "deltas").mkdir(exist_ok=True)
     deltas.save(workdir / "deltas" / "batch", delta)
-  before = editing.frozen_scores(evaluator, params, evals)
-  after = editing.frozen_scores(evaluator, params, evals, delta)
-  rows, summary = _whole_split_rows(evals, before, after, "batch", config.seed)
+  before = editing.frozen_correct(evaluator, params, evals)
+  after = editing.frozen_correct(evaluator, params, evals, delta)
+  rows, summary = _whole_split_rows(evals, before, after, "batch")
   return rows, summary, {"num_edits": len(edit_data.edit_groups(ts)), "train_s": train_s,
                          "delta": deltas.describe(delta)["norm"]}
 
@@ -325,9 +309,9 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
     if not (workdir / "deltas" / "composed").exists():
       deltas.save(workdir / "deltas" / "composed", composed)
   cli.write_text_atomic(workdir / "sequential.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-  before = editing.frozen_scores(evaluator, params, evals)
-  after = editing.frozen_scores(evaluator, params, evals, composed)
-  rows, summary = _whole_split_rows(evals, before, after, "sequential", config.seed)
+  before = editing.frozen_correct(evaluator, params, evals)
+  after = editing.frozen_correct(evaluator, params, evals, composed)
+  rows, summary = _whole_split_rows(evals, before, after, "sequential")
   return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s,
                          "delta": deltas.describe(composed)["norm"]}
 
@@ -353,7 +337,7 @@ def run(config, pretrained_dir, workdir) -> dict:
   if (workdir / SUMMARY_FILE).exists():
     return json.loads((workdir / SUMMARY_FILE).read_text())
   _atomic_json(workdir / CONFIG_FILE, resolved)
-  evaluator = editing.Evaluator(cfg, config.eval_chunk, candidates=edit_metrics.split_candidates(edit_set, dataset))
+  evaluator = editing.Evaluator(cfg, config.eval_chunk)
   t0 = time.perf_counter()
   # Closed-form methods also need the edit set, the dataset (KL prompts, corpus covariance) and the run.
   extra = ({"edit_set": edit_set, "dataset": dataset, "pretrained_dir": pretrained_dir}
