@@ -87,3 +87,11 @@ def value_candidates(vocab, kinds: np.ndarray, relationships: np.ndarray) -> tup
                         np.full(block.count, r), values)[:, 3]
     cand[g, first] = True
   return cand, group.ravel().astype(np.int32)
+
+
+def split_candidates(edit_set, dataset) -> dict:
+  """{EvalSplit key: value_candidates of the split's facts} for every evaluation split of an edit set."""
+  from data_gen.edits import TEMPLATE_TAG  # pylint: disable=g-import-not-at-top
+  vocab = getattr(dataset, "vocab", dataset)
+  return {f"{s.name}/{TEMPLATE_TAG[s.template]}": value_candidates(vocab, s.kind, s.relationship)
+          for s in edit_set.eval}

@@ -7,7 +7,9 @@ runs the configured mode (`editing.py`) and writes:
                      batch mode `batch/` (plus W/checkpoints/ of the loop), sequential mode `composed/`
   W/chunks/          independent mode: each finished chunk's measurements (a rerun skips them)
   W/results.jsonl    one row per edit, split, template and metric: value before and after the edit
-  W/summary.json     split name -> metric -> {"before", "after", "n"}
+  W/summary.json     split name -> metric -> {"before", "after", "n", "before_ci", "after_ci", "ci_unit"}:
+                     percentile bootstrap 95% intervals (1000 resamples, seeded by config.seed) over edits
+                     (independent mode, each edit weighted by its linked rows) or facts (batch, sequential)
   W/run.json         mode, method, targets, timings (edits per second) and the device
 An interrupted independent run resumes at its first unfinished chunk; a batch run from its last
 checkpoint; results.jsonl and summary.json appear only when everything is measured.
@@ -28,6 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from behemoth_jax import (checkpoint, closed_form, covariance, deltas, edit_data, edit_methods, editing, loop,
                           metrics, pretrained)
+from behemoth_jax import edit_metrics, stats
 from data_gen import cli, progress
 from data_gen.edit_files import load_edit_set
 from data_gen.edits import TEMPLATE_TAG, EditConfig, build_edit_set
@@ -67,6 +70,8 @@ def validate(config) -> None:
         f"{config.edit_set.finetuning_phrase_creator!r}")
   if config.method == "rome":  # one rank-one edit per fact, each from the frozen model
     _need(config.mode == "independent", "mode", f"must be independent for method rome, got {config.mode!r}")
+  if config.method in ("memit", "alphaedit"):  # one least-squares update for every fact
+    _need(config.mode == "batch", "mode", f"must be batch for method {config.method}, got {config.mode!r}")
   if config.method in edit_methods.UNLEARNING:
     _need(config.edit_set.finetuning_phrase_creator not in ("refusal", "qa_refusal"),
           "edit_set.finetuning_phrase_creator", f"must be an answering form for method {config.method}")
@@ -136,7 +141,15 @@ def _save_npz_atomic(path: pathlib.Path, **arrays) -> None:
 
 def _mean_or_nan(x) -> float:
   x = np.asarray(x, np.float64)
+  x = x[np.isfinite(x)]  # NaN = undefined for that fact (the rank of a refusal answer)
   return float(x.mean()) if x.size else float("nan")
+
+
+CI_RESAMPLES = 1000
+
+
+def _ci(values, weights=None, seed: int = 0) -> list:
+  return list(stats.bootstrap_ci(values, weights, n_boot=CI_RESAMPLES, seed=seed))
 
 
 # ---- modes ----------------------------------------------------------------------------------------------
@@ -164,7 +177,7 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
     trainer = editing.make_independent_trainer(cfg, hp, paths, mesh)
   if mesh is not None:  # the frozen model on every device, each edit's delta on one
     params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
-  before = editing.frozen_correct(evaluator, params, evals)
+  before = editing.frozen_scores(evaluator, params, evals)
   chunks_dir, deltas_dir = workdir / "chunks", workdir / "deltas"
   chunks_dir.mkdir(exist_ok=True)
   deltas_dir.mkdir(exist_ok=True)
@@ -207,7 +220,7 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
     skey = _summary_key(s.name, s.template, primary)
     index_FxM, mask_FxM = plan.links[s.key]
     facts = int(np.unique(index_FxM[mask_FxM]).size)
-    for metric in s.probes:
+    for metric in edit_metrics.METRICS:
       b = np.concatenate(per_key[f"{s.key}|{metric}|before"])
       a = np.concatenate(per_key[f"{s.key}|{metric}|after"])
       n = np.concatenate(per_key[f"{s.key}|{metric}|n"])
@@ -217,10 +230,13 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
                        "new_value": int(plan.after[f]), "split": s.name, "template": TEMPLATE_TAG[s.template],
                        "metric": metric, "before": float(b[f]), "after": float(a[f]), "n": int(n[f])})
       w = n.astype(np.float64)
+      wb, wa = w * np.isfinite(b), w * np.isfinite(a)  # an edit whose metric is undefined weighs nothing
       summary.setdefault(skey, {})[metric] = {
-          "before": float((np.nan_to_num(b) * w).sum() / max(w.sum(), 1)),
-          "after": float((np.nan_to_num(a) * w).sum() / max(w.sum(), 1)),
-          "n": facts, "pairs": int(w.sum())}
+          "before": float((np.nan_to_num(b) * wb).sum() / max(wb.sum(), 1)),
+          "after": float((np.nan_to_num(a) * wa).sum() / max(wa.sum(), 1)),
+          "n": facts, "pairs": int(w.sum()),
+          # Edits are the independent units (each its own delta); an edit weighs by its linked rows.
+          "before_ci": _ci(b, w, config.seed), "after_ci": _ci(a, w, config.seed), "ci_unit": "edit"}
   edits_timed = sum(n for n, _ in timings[1:]) if len(timings) > 1 else sum(n for n, _ in timings)
   secs = sum(t for _, t in timings[1:]) if len(timings) > 1 else sum(t for _, t in timings)
   info = {"num_edits": F, "chunks": len(starts), "chunks_run_now": len(timings),
@@ -229,16 +245,18 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
   return rows, summary, info
 
 
-def _whole_split_rows(evals, before, after, label: str):
+def _whole_split_rows(evals, before, after, label: str, seed: int = 0):
   rows, summary, primary = [], {}, {}
   for s in evals:
     skey = _summary_key(s.name, s.template, primary)
-    for metric in s.probes:
+    for metric in before[s.key]:
       b, a = before[s.key][metric], after[s.key][metric]
       rows.append({"edit": label, "split": s.name, "template": TEMPLATE_TAG[s.template], "metric": metric,
                    "before": _mean_or_nan(b), "after": _mean_or_nan(a), "n": int(len(b))})
+      # One delta for every fact: the facts are the resampled units.
       summary.setdefault(skey, {})[metric] = {"before": _mean_or_nan(b), "after": _mean_or_nan(a),
-                                              "n": int(len(b))}
+                                              "n": int(len(b)), "before_ci": _ci(b, seed=seed),
+                                              "after_ci": _ci(a, seed=seed), "ci_unit": "fact"}
   return rows, summary
 
 
@@ -282,9 +300,9 @@ def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, le
   if config.save_deltas and not (workdir / "deltas" / "batch").exists():
     (workdir / "deltas").mkdir(exist_ok=True)
     deltas.save(workdir / "deltas" / "batch", delta)
-  before = editing.frozen_correct(evaluator, params, evals)
-  after = editing.frozen_correct(evaluator, params, evals, delta)
-  rows, summary = _whole_split_rows(evals, before, after, "batch")
+  before = editing.frozen_scores(evaluator, params, evals)
+  after = editing.frozen_scores(evaluator, params, evals, delta)
+  rows, summary = _whole_split_rows(evals, before, after, "batch", config.seed)
   return rows, summary, {"num_edits": len(edit_data.edit_groups(ts)), "train_s": train_s,
                          "delta": deltas.describe(delta)["norm"]}
 
@@ -309,11 +327,37 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
     if not (workdir / "deltas" / "composed").exists():
       deltas.save(workdir / "deltas" / "composed", composed)
   cli.write_text_atomic(workdir / "sequential.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-  before = editing.frozen_correct(evaluator, params, evals)
-  after = editing.frozen_correct(evaluator, params, evals, composed)
-  rows, summary = _whole_split_rows(evals, before, after, "sequential")
+  before = editing.frozen_scores(evaluator, params, evals)
+  after = editing.frozen_scores(evaluator, params, evals, composed)
+  rows, summary = _whole_split_rows(evals, before, after, "sequential", config.seed)
   return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s,
                          "delta": deltas.describe(composed)["norm"]}
+
+
+def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
+                           dataset=None, pretrained_dir=None):
+  """memit / alphaedit: every fact in one least-squares update of the down-projections of `paths`
+  (closed_form.least_squares_delta), evaluated once on every split like batch mode."""
+  plan = editing.plan_independent(ts, evals, 0, config.eval_shared, config.seed)
+  plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
+  layers = [int(p.split("/")[1]) for p in paths]
+  t0 = time.perf_counter()
+  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir))
+  cov_s = time.perf_counter() - t0
+  batch = editing._batch_of(plan.rows, plan.is_edit)  # pylint: disable=protected-access
+  batch.update({k: jax.numpy.asarray(v) for k, v in plan.extra.items()})
+  delta, loss = closed_form.least_squares_delta(params, cfg, batch, layers, covs, hp,
+                                                null_space=hp.method == "alphaedit")
+  train_s = time.perf_counter() - t0
+  if config.save_deltas and not (workdir / "deltas" / "batch").exists():
+    (workdir / "deltas").mkdir(exist_ok=True)
+    deltas.save(workdir / "deltas" / "batch", delta)
+  before = editing.frozen_correct(evaluator, params, evals)
+  after = editing.frozen_correct(evaluator, params, evals, delta)
+  rows, summary = _whole_split_rows(evals, before, after, "batch")
+  return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s, "covariance_s": cov_s,
+                         "value_loss_final": float(np.mean(np.asarray(loss)[:, -1])),
+                         "delta": deltas.describe(delta)["norm"]}
 
 
 _MODES = {"independent": _run_independent, "batch": _run_batch, "sequential": _run_sequential}
@@ -337,12 +381,13 @@ def run(config, pretrained_dir, workdir) -> dict:
   if (workdir / SUMMARY_FILE).exists():
     return json.loads((workdir / SUMMARY_FILE).read_text())
   _atomic_json(workdir / CONFIG_FILE, resolved)
-  evaluator = editing.Evaluator(cfg, config.eval_chunk)
+  evaluator = editing.Evaluator(cfg, config.eval_chunk, candidates=edit_metrics.split_candidates(edit_set, dataset))
   t0 = time.perf_counter()
   # Closed-form methods also need the edit set, the dataset (KL prompts, corpus covariance) and the run.
   extra = ({"edit_set": edit_set, "dataset": dataset, "pretrained_dir": pretrained_dir}
            if hp.method in edit_methods.CLOSED_FORM else {})
-  rows, summary, info = _MODES[config.mode](config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead,
+  mode_fn = _run_closed_form_batch if hp.method in ("memit", "alphaedit") else _MODES[config.mode]
+  rows, summary, info = mode_fn(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead,
                                             **extra)
   info.update(mode=config.mode, method=hp.method, targets=hp.targets, paths=paths, rank=1 if hp.method in edit_methods.CLOSED_FORM else hp.rank if hp.low_rank else None,
               wall_s=time.perf_counter() - t0, backend=jax.default_backend(),

@@ -8,9 +8,10 @@
 - Sequential: the edits one after another, each delta trained on the model with all previous deltas
   applied (composed), evaluated after each edit (its own fact and every earlier one) and after all.
 
-Measurement (until the evaluation module lands): greedy exact match of the whole answer against the
-post-edit answer (`exact_match`) and against the pre-edit one (`exact_match_old`), decided in one
-teacher-forced pass (equal to greedy decoding, see evaluate.py), with the head at the answer positions only.
+Measurement: `edit_metrics.row_metrics` per fact (greedy exact match of the whole answer against the
+post-edit answer `exact_match` and the pre-edit one `exact_match_old`, both answers' log-probabilities,
+efficacy, teacher-forced token accuracy, rank among the relationship's values), from one teacher-forced
+pass per answer form (equal to greedy decoding, see evaluate.py) with the head at the answer positions only.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from behemoth_jax import deltas, edit_data, edit_methods, model
+from behemoth_jax import deltas, edit_data, edit_methods, edit_metrics, model
 
 FACTS_AXIS = "facts"
 
@@ -47,12 +48,51 @@ class Evaluator:
 
   cfg: model.ModelConfig
   chunk: int = 1024
+  # split key -> (candidates bool[G, V], group int32[N]) for the rank metric (edit_metrics.value_candidates);
+  # a split without an entry gets rank NaN.
+  candidates: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     em = make_exact_match(self.cfg)
     self._plain = jax.jit(em)
     # Many edits, each its own delta and its own rows: [F, M, P] prompts.
     self._per_edit = jax.jit(jax.vmap(em, in_axes=(None, 0, 0, 0)))
+    rm = lambda p, d, np_, na, op, oa, c, g: edit_metrics.row_metrics(p, d, (np_, na), (op, oa), self.cfg, c, g)
+    self._scores = jax.jit(rm)
+    self._scores_per_edit = jax.jit(jax.vmap(rm, in_axes=(None, 0, 0, 0, 0, 0, None, 0)))
+
+  def _cands(self, split):
+    if split.key in self.candidates:
+      return self.candidates[split.key]
+    return np.zeros((1, self.cfg.vocab_size), bool), np.zeros(len(split), np.int32)
+
+  @staticmethod
+  def _host(metrics: dict) -> dict:
+    out = {k: np.asarray(v).astype(np.float64) for k, v in metrics.items()}
+    out["rank"] = np.where(out["rank"] < 1, np.nan, out["rank"])  # -1: the answer holds no value (refusal)
+    return out
+
+  def scores(self, params, delta, split) -> dict:
+    """{metric: float64[N]} of `split` (an EvalSplit) under one delta, in fixed-size chunks (NaN: undefined)."""
+    N = len(split)
+    (new_p, new_a), (old_p, old_a) = split.probes["exact_match"], split.probes["exact_match_old"]
+    cand, group = self._cands(split)
+    size = min(self.chunk, max(N, 1))
+    parts = []
+    for start in range(0, N, size):
+      idx = np.minimum(np.arange(start, start + size), N - 1)  # the last chunk repeats its last row
+      got = self._host(self._scores(params, delta, new_p[idx], new_a[idx], old_p[idx], old_a[idx], cand, group[idx]))
+      parts.append({k: v[:min(size, N - start)] for k, v in got.items()})
+    if not parts:
+      return {m: np.zeros(0) for m in edit_metrics.METRICS}
+    return {m: np.concatenate([p[m] for p in parts]) for m in edit_metrics.METRICS}
+
+  def scores_per_edit(self, params, deltas_F, split, index_FxM) -> dict:
+    """{metric: float64[F, M]}: rows index_FxM[f] of `split` under edit f's delta."""
+    (new_p, new_a), (old_p, old_a) = split.probes["exact_match"], split.probes["exact_match_old"]
+    cand, group = self._cands(split)
+    i = index_FxM
+    return self._host(self._scores_per_edit(params, deltas_F, new_p[i], new_a[i], old_p[i], old_a[i], cand, group[i]))
 
   def correct(self, params, delta, prompt_NxP, answer_NxA) -> np.ndarray:
     """bool[N] under one delta (None: the frozen model), in fixed-size chunks (one compile per shape)."""
@@ -142,13 +182,25 @@ def run_independent_chunk(plan: IndependentPlan, start: int, stop: int, chunk: i
     index_FxM, mask_FxM = plan.links[s.key]
     index_FxM, mask_FxM = index_FxM[idx], mask_FxM[idx]
     count = mask_FxM.sum(1)
-    for metric, (prompt, answer) in s.probes.items():
-      after = evaluator.correct_per_edit(frozen, deltas_F, prompt[index_FxM], answer[index_FxM])
+    after_all = evaluator.scores_per_edit(frozen, deltas_F, s, index_FxM)
+    for metric, after in after_all.items():
       was = before[s.key][metric][index_FxM]
-      mean = lambda x: np.where(count > 0, (x & mask_FxM).sum(1) / np.maximum(count, 1), np.nan)
-      out["metrics"][(s.key, metric)] = (mean(was)[:n], mean(after)[:n], count[:n])
+      out["metrics"][(s.key, metric)] = (masked_mean(was, mask_FxM)[:n], masked_mean(after, mask_FxM)[:n], count[:n])
   out["deltas"] = jax.tree.map(lambda x: np.asarray(x)[:n], deltas_F)
   return out
+
+
+def masked_mean(x_FxM, mask_FxM) -> np.ndarray:
+  """Per edit, the mean over its linked rows of the defined (finite) values; NaN where there is none."""
+  x = np.asarray(x_FxM, np.float64)
+  ok = mask_FxM & np.isfinite(x)
+  c = ok.sum(1)
+  return np.where(c > 0, np.where(ok, x, 0.0).sum(1) / np.maximum(c, 1), np.nan)
+
+
+def frozen_scores(evaluator: Evaluator, frozen, evals: list[edit_data.EvalSplit], delta=None) -> dict:
+  """{split key: {metric: float64[N]}} of every edit_metrics metric for one model."""
+  return {s.key: evaluator.scores(frozen, delta, s) for s in evals}
 
 
 def frozen_correct(evaluator: Evaluator, frozen, evals: list[edit_data.EvalSplit], delta=None) -> dict:
