@@ -50,9 +50,10 @@ def _one_hot_add(vec_D, pos_N, L):
   return at[..., None] * vec_D[None, None, :]
 
 
-def rome_delta(frozen, batch, cov_inv_FxF, cfg: model.ModelConfig, layer: int, steps: int,
-               learning_rate: float, kl_weight: float):
-  """One fact's rank-one edit of layers/<layer>/mlp/down/kernel. Returns (delta, loss per step).
+def optimize_value(frozen, batch, cfg: model.ModelConfig, layer: int, steps: int, learning_rate: float,
+                   kl_weight: float):
+  """One fact's target: (delta* [D] added to layer `layer`'s MLP output at the subject's last token,
+  k* [F] the key there averaged over the fact's rows, loss per step).
 
   batch: the independent plan's rows for one edit (inputs [N, L], positions/targets/mask [N, K],
   is_edit [N]: only edit rows are used), subject_token (scalar), and the KL prompts kl_inputs [M, P],
@@ -103,6 +104,14 @@ def rome_delta(frozen, batch, cov_inv_FxF, cfg: model.ModelConfig, layer: int, s
     return (optax.apply_updates(vec, updates), state), loss
 
   (vec, _), loss = jax.lax.scan(step, (vec0, opt.init(vec0)), None, length=steps)
+  return vec, k_star, loss
+
+
+def rome_delta(frozen, batch, cov_inv_FxF, cfg: model.ModelConfig, layer: int, steps: int,
+               learning_rate: float, kl_weight: float):
+  """One fact's rank-one edit of layers/<layer>/mlp/down/kernel (batch: as `optimize_value`). Returns
+  (delta, loss per step)."""
+  vec, k_star, loss = optimize_value(frozen, batch, cfg, layer, steps, learning_rate, kl_weight)
   u = cov_inv_FxF.astype(jnp.float32) @ k_star
   a = u / jnp.dot(u, k_star)
   delta = deltas.unflatten({down_path(layer): deltas.LowRank(a=a[:, None], b=vec[None, :], scale=1.0)})
@@ -128,11 +137,11 @@ def memit_solve(cov_FxF, keys_nxF, resid_nxD, lam: float) -> np.ndarray:
   return np.linalg.solve(lam * C + K.T @ K, K.T @ R)
 
 
-def null_space_projector(preserved_keys_mxF, threshold: float = 1e-2) -> np.ndarray:
-  """P [F, F] onto the eigenvectors of K0^T K0 whose eigenvalues are below `threshold` x the largest
-  (the directions preserved keys do not use). float64."""
-  K0 = np.asarray(preserved_keys_mxF, np.float64)
-  w, V = np.linalg.eigh(K0.T @ K0)
+def null_space_projector(second_moment_FxF, threshold: float = 1e-2) -> np.ndarray:
+  """P [F, F] onto the eigenvectors of K0^T K0 (or of the corpus covariance C, AlphaEdit's stand-in for
+  all preserved knowledge) whose eigenvalues are below `threshold` x the largest: the directions
+  preserved keys do not use. float64."""
+  w, V = np.linalg.eigh(np.asarray(second_moment_FxF, np.float64))
   small = w < threshold * max(w.max(), 1e-300)
   Vs = V[:, small]
   return Vs @ Vs.T
@@ -199,3 +208,54 @@ def make_rome_trainer(cfg: model.ModelConfig, layer: int, steps: int, learning_r
                         in_axes=(None, 0, None)))
   cov_inv = jnp.asarray(cov_inv_FxF, jnp.float32)
   return lambda frozen, batch, keys: fn(frozen, batch, cov_inv)
+
+
+def _mean_over_rows(x_NxL_, pos_N, w_N):
+  at = jnp.take_along_axis(x_NxL_, pos_N[:, None, None], axis=1)[:, 0]
+  return (at * w_N[:, None]).sum(0) / jnp.maximum(w_N.sum(), 1.0)
+
+
+def make_state_probe(cfg: model.ModelConfig, layers: tuple[int, ...], last: int):
+  """jitted `(params, delta, batch [F, ...]) -> (keys {layer: [F, Fk]}, out [F, D])`: per fact, the MLP keys
+  at `layers` and the stream after block `last`, at the subject's last token, averaged over its edit rows."""
+
+  def one(params, delta, b):
+    pos = subject_positions(b["inputs"], b["subject_token"])
+    w = (b["is_edit"] & b["mask"].any(-1)).astype(jnp.float32)
+    out = model.apply(params, b["inputs"], cfg, delta=delta, head=False)
+    return ({l: _mean_over_rows(out.mlp_key[l], pos, w) for l in layers},
+            _mean_over_rows(out.residual[last + 1], pos, w))
+
+  return jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
+
+
+def least_squares_delta(params, cfg: model.ModelConfig, batch, layers: list[int], covs: dict, hp,
+                        null_space: bool = False, threshold: float = 1e-2):
+  """Every fact of `batch` ([F, ...]: the independent plan's rows plus rome_extras) in one update of the
+  down-projections of `layers` (MEMIT's spread; AlphaEdit with null_space=True). Returns (delta with
+  LowRank factors of rank F per layer, value-optimisation loss [F, steps]).
+
+  Targets: delta*_i optimised at the last layer as for rank-one edits; z_i = the stream after the last
+  layer + delta*_i. Layers in ascending order: keys under the model edited so far, the residual
+  (z_i - current stream) / (layers left) solved for with memit_solve (or alphaedit_solve on the null space
+  of C), float64 on the host."""
+  last = layers[-1]
+  values = jax.jit(jax.vmap(lambda fz, b: optimize_value(fz, b, cfg, last, hp.steps, hp.learning_rate,
+                                                         hp.kl_weight), in_axes=(None, 0)))
+  vec_FxD, _, loss = values(params, batch)
+  probe = make_state_probe(cfg, tuple(layers), last)
+  _, out0 = probe(params, None, batch)
+  z = np.asarray(out0, np.float64) + np.asarray(vec_FxD, np.float64)
+  flat = {}
+  for i, l in enumerate(layers):
+    keys, cur = probe(params, deltas.unflatten(flat) if flat else None, batch)
+    K = np.asarray(keys[l], np.float64)
+    R = (z - np.asarray(cur, np.float64)) / (len(layers) - i)
+    if null_space:
+      P = null_space_projector(covs[l], threshold)
+      A = np.linalg.solve(P @ (K.T @ K) @ P + hp.lam * np.eye(len(P)), P @ K.T)  # dW = A R
+    else:
+      A = np.linalg.solve(hp.lam * np.asarray(covs[l], np.float64) + K.T @ K, K.T)
+    # dW = A R with A [F, n], R [n, D]: stored as factors (rank <= n), never as a dense kernel per fact.
+    flat[down_path(l)] = deltas.LowRank(a=jnp.asarray(A, jnp.float32), b=jnp.asarray(R, jnp.float32), scale=1.0)
+  return deltas.unflatten(flat), loss

@@ -352,9 +352,9 @@ def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, e
   if config.save_deltas and not (workdir / "deltas" / "batch").exists():
     (workdir / "deltas").mkdir(exist_ok=True)
     deltas.save(workdir / "deltas" / "batch", delta)
-  before = editing.frozen_correct(evaluator, params, evals)
-  after = editing.frozen_correct(evaluator, params, evals, delta)
-  rows, summary = _whole_split_rows(evals, before, after, "batch")
+  before = editing.frozen_scores(evaluator, params, evals)
+  after = editing.frozen_scores(evaluator, params, evals, delta)
+  rows, summary = _whole_split_rows(evals, before, after, "batch", config.seed)
   return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s, "covariance_s": cov_s,
                          "value_loss_final": float(np.mean(np.asarray(loss)[:, -1])),
                          "delta": deltas.describe(delta)["norm"]}

@@ -7,7 +7,9 @@ Names: lora (the acceptance run: independent single-fact rank-4 LoRA edits on ev
 ft (fine-tune every parameter), ft_blocks (fine-tune the MLP blocks only), ft_l (ft with an L-infinity
 bound), ga, graddiff, npo (unlearning: forget the edited facts' answers), refusal (teach the refusal
 answer), rome (independent single-fact rank-one edits of one MLP down-projection in closed form,
-behemoth_jax/closed_form.py; --config.layer picks it). Append ",tiny" for the seconds-long CPU variant used by tests (`lora,tiny`). Override any field
+behemoth_jax/closed_form.py; --config.layer picks it), memit (every fact in one least-squares update of
+`span` MLP down-projections ending at --config.layer, batch mode), alphaedit (memit's update on the null space
+of the corpus key covariance). Append ",tiny" for the seconds-long CPU variant used by tests (`lora,tiny`). Override any field
 with --config.x=y, e.g. --config.mode=batch --config.rank=16 --config.targets=mlp_down&layer:2.
 
 Defaults are tuned on the `small` pretraining config (experiments/configs/pretrain.py:small, 4 layers of
@@ -18,7 +20,7 @@ and step counts depend on the model and the loss mask. The edit set's fields are
 
 import ml_collections
 
-NAMES = ("lora", "ft", "ft_blocks", "ft_l", "ga", "graddiff", "npo", "refusal", "rome")
+NAMES = ("lora", "ft", "ft_blocks", "ft_l", "ga", "graddiff", "npo", "refusal", "rome", "memit", "alphaedit")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -93,6 +95,9 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
     c.targets, c.rank, c.learning_rate, c.steps = "mlp", 0, 1e-3, 20
   elif name == "rome":  # closed form at one layer: steps/learning_rate optimise the value vector
     c.retain_per_edit, c.steps, c.learning_rate = 0, 25, 0.5
+  elif name in ("memit", "alphaedit"):  # one update for num_edits facts; lam weighs C against the keys
+    c.mode, c.retain_per_edit, c.steps, c.learning_rate = "batch", 0, 25, 0.5
+    c.span, c.lam = 2, 10.0
   elif name == "refusal":
     c.targets, c.rank, c.learning_rate = "mlp", 0, 1e-3
     c.edit_set.finetuning_phrase_creator = "refusal"
@@ -102,6 +107,8 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
     c.eval_shared = 8
     c.eval_chunk = 64
     c.progress = False
+    if name in ("memit", "alphaedit"):
+      c.span = 1  # the tiny model's middle layer is layer 0
     if name == "lora":  # the tiny model (width 32) needs a larger step; measured in tests/test_edit.py
       c.learning_rate, c.retain_weight, c.retain_per_edit = 1e-2, 1.0, 7
   return c
