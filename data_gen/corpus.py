@@ -195,6 +195,9 @@ class CorpusTables:
   # `template` with "." (and, for one-sentence documents, end-of-text) as literal pieces: rendering then
   # writes whole sentences at once instead of appending columns (each append copies every row).
   ended_template: TemplateArrays
+  # bool[S, R]: subject-object facts left out of the corpus (their sentences and questions are dropped,
+  # every other document is unchanged). The retrain oracle of forgetting (data_gen.edited_graph); None: all.
+  removed_SxR: np.ndarray | None = None
 
   @property
   def sentence_length(self) -> int:
@@ -399,6 +402,9 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
     use_minority = (kind == SUBJECT_OBJECT) & (minority != NONE) & (u_minority < cfg.minority_position_frac)
     override = xp.where(use_minority, minority, tables.objects_SxR[safe_subject, rel])
   facts = fact_tokens(tables, kind, head, rel, override, xp)
+  gone = None
+  if tables.removed_SxR is not None:
+    gone = (kind == SUBJECT_OBJECT) & tables.removed_SxR[xp.where(kind == OBJECT_NESTED, 0, head), rel]
 
   main_cdf = xp.asarray(tpl.variant_cdf_V)
   variant = xp.minimum(xp.sum(u_variant[..., None] >= main_cdf[:-1], -1), tables.num_main_variants - 1)
@@ -407,6 +413,8 @@ def render_documents(tables: CorpusTables, doc_index, xp=np) -> dict:
   flat = lambda x: x.reshape((N * M,) + x.shape[2:])  # noqa: E731
   tokens, keep, is_answer = render_sentences(ended, flat(facts), flat(variant), flat(counts), flat(u_filler),
                                              xp)
+  if gone is not None:
+    keep = keep & ~flat(gone)[:, None]
   if M == 1:  # one sentence, "." and end-of-text: the rendered rows are the documents
     return {"tokens": tokens, "keep": keep, "is_answer": is_answer}
   tokens, keep, is_answer = (x.reshape(N, M, L) for x in (tokens, keep, is_answer))
@@ -456,7 +464,8 @@ def render_padded_documents(tables: CorpusTables, doc_index, xp=np):
 def device_tables(tables: CorpusTables) -> CorpusTables:
   """The same tables as jax arrays (what jitted code such as the sampler indexes with traced values)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  return dataclasses.replace(tables, **{f: jnp.asarray(getattr(tables, f)) for f in _ARRAY_FIELDS})
+  fields = _ARRAY_FIELDS + (("removed_SxR",) if tables.removed_SxR is not None else ())
+  return dataclasses.replace(tables, **{f: jnp.asarray(getattr(tables, f)) for f in fields})
 
 
 _ARRAY_FIELDS = ("objects_SxR", "minority_SxR", "nested_RxO", "qa_subjects_Q")

@@ -27,6 +27,7 @@ from data_gen.vocab import Vocab, make_vocab
 NATIVE_DIR = "native"
 NATIVE_ARRAYS = "graph.npz"
 NATIVE_JSON = "dataset.json"
+REMOVED_ARRAY = "removed_SxR.npy"  # only in datasets with facts left out (the forgetting oracle)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -35,10 +36,15 @@ class Dataset:
   vocab: Vocab
   corpus: CorpusConfig
   seed: int
+  # bool[S, R] subject-object facts left out of the corpus (data_gen.edited_graph: the forgetting oracle).
+  removed_SxR: np.ndarray | None = None
 
   @functools.cached_property
   def tables(self) -> CorpusTables:
-    return corpus_lib.make_tables(self.graph, self.vocab, self.corpus, self.seed)
+    tables = corpus_lib.make_tables(self.graph, self.vocab, self.corpus, self.seed)
+    if self.removed_SxR is None:
+      return tables
+    return dataclasses.replace(tables, removed_SxR=np.asarray(self.removed_SxR, bool))
 
 
   @property
@@ -138,6 +144,8 @@ class Dataset:
     np.savez(d / NATIVE_ARRAYS, **self.graph.arrays())
     meta = {"seed": self.seed, "graph": dataclasses.asdict(self.graph.config),
             "corpus": dataclasses.asdict(self.corpus), "vocab": self.vocab.layout()}
+    if self.removed_SxR is not None:
+      np.save(d / REMOVED_ARRAY, np.asarray(self.removed_SxR, bool))
     (d / NATIVE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
 
 
@@ -191,4 +199,14 @@ def load(directory) -> Dataset:
   _check_arrays(arrays_path, config, arrays)
   if vocab != make_vocab(config):
     raise ValueError(f"{meta_path}: vocabulary layout does not match the graph configuration")
-  return Dataset(graph=FactGraph(config=config, **arrays), vocab=vocab, corpus=corpus, seed=seed)
+  removed = None
+  if (d / REMOVED_ARRAY).is_file():
+    try:
+      removed = np.load(d / REMOVED_ARRAY)
+    except (OSError, ValueError, EOFError) as e:
+      raise ValueError(f"{d / REMOVED_ARRAY}: unreadable or truncated ({e})") from None
+    if removed.dtype != bool or removed.shape != (config.num_subjects, config.num_relationships):
+      raise ValueError(f"{d / REMOVED_ARRAY}: is {removed.dtype}{list(removed.shape)}, expected bool of shape "
+                       f"{[config.num_subjects, config.num_relationships]}; the file was edited")
+  return Dataset(graph=FactGraph(config=config, **arrays), vocab=vocab, corpus=corpus, seed=seed,
+                 removed_SxR=removed)

@@ -1,0 +1,70 @@
+"""The retrain oracle's dataset: the edited world with the same seed and mixture otherwise."""
+
+import numpy as np
+import pytest
+
+from data_gen import dataset as dataset_lib
+from data_gen.edited_graph import edited_dataset, edited_facts
+from data_gen.edits import EditConfig, build_edit_set
+from behemoth_jax import trainer
+from experiments.configs import pretrain as pretrain_configs
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  ds = trainer.load_dataset(pretrain_configs.get_config("tiny"))
+  return ds, build_edit_set(ds.graph, EditConfig(num_ft_overrides=4), seed=0)
+
+
+def _fact_docs(ds, tokens, head, rel):
+  """Documents (one sentence each) that state (head, rel): they hold the subject's and the relation's token."""
+  s_tok = ds.vocab.subjects.tokens(head)[:, 0]
+  r_tok = ds.vocab.relationships.start + rel
+  hit = np.zeros(len(tokens), bool)
+  for s, r in zip(s_tok, r_tok):
+    hit |= (tokens == s).any(1) & (tokens == r).any(1)
+  return hit
+
+
+def test_remove_drops_exactly_the_edited_facts_sentences(tiny, tmp_path):
+  ds, es = tiny
+  head, rel, _ = edited_facts(es)
+  assert len(head) == 4
+  gone = edited_dataset(ds, es, "remove")
+  n = ds.num_documents
+  assert gone.num_documents == n  # same layout and order: only the removed facts' documents are empty
+  old, old_len = ds.documents(0, n)
+  new, new_len = gone.documents(0, n)
+  hit = _fact_docs(ds, old, head, rel)
+  assert hit.sum() == 4 * ds.corpus.repeats  # every pass states each fact once
+  assert (new_len[hit] == 0).all()
+  np.testing.assert_array_equal(new[~hit], old[~hit])
+  np.testing.assert_array_equal(new_len[~hit], old_len[~hit])
+  # The native form keeps the removal (what the oracle's trainer loads with data.dir).
+  gone.save_native(tmp_path)
+  back = dataset_lib.load(tmp_path)
+  np.testing.assert_array_equal(back.removed_SxR, gone.removed_SxR)
+  np.testing.assert_array_equal(back.documents(0, 200)[0], new[:200])
+
+
+def test_remap_states_the_new_values_and_changes_nothing_else(tiny):
+  ds, es = tiny
+  head, rel, after = edited_facts(es)
+  moved = edited_dataset(ds, es, "remap")
+  expected = ds.graph.objects_SxR.copy()
+  expected[head, rel] = after
+  np.testing.assert_array_equal(moved.graph.objects_SxR, expected)
+  n = ds.num_documents
+  old, _ = ds.documents(0, n)
+  new, _ = moved.documents(0, n)
+  hit = _fact_docs(ds, old, head, rel)
+  np.testing.assert_array_equal(new[~hit], old[~hit])
+  for h, r, a in zip(head, rel, after):
+    docs = new[_fact_docs(ds, old, np.array([h]), np.array([r]))]
+    value = ds.vocab.objects(int(r)).tokens(a)[0]
+    assert (docs == value).any(1).all()  # every sentence of the fact says the new value
+
+
+def test_unknown_mode_is_refused(tiny):
+  with pytest.raises(ValueError, match="mode must be one of remap, remove"):
+    edited_dataset(*tiny, "forget")
