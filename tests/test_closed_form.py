@@ -151,3 +151,34 @@ def test_least_squares_batch_edit_of_every_fact_takes(tiny_run, tmp_path, method
     used = V[:, w >= 1e-2 * w.max()]
     dW = np.asarray(leaf.a, np.float64) @ np.asarray(leaf.b, np.float64)
     assert np.abs(used.T @ dW).max() <= 1e-4 * np.abs(dW).max()
+
+
+# ---- causal tracing ------------------------------------------------------------------------------------------
+
+
+def test_causal_tracing_finds_the_position_made_to_matter(tiny_random):
+  """Hand-built: the noise sits on one chosen token per prompt. Restoring the clean stream entering layer 0
+  there undoes it exactly (restored = clean), anywhere else restores nothing (restored = corrupted), so
+  tracing must single out that position; the MLP output at a position before it is unaffected by the
+  noise, so restoring it there changes nothing."""
+  from behemoth_jax import tracing  # pylint: disable=g-import-not-at-top
+  params, cfg, _ = tiny_random
+  rng = np.random.default_rng(0)
+  B, T = 3, 9
+  tokens = rng.integers(0, cfg.vocab_size, (B, T)).astype(np.int32)
+  where = np.array([2, 5, 7])  # the position made to matter in each prompt
+  subject = np.arange(T)[None, :] == where[:, None]
+  noise = tracing.draw_noise(jax.random.key(1), (B, T, cfg.width), 3 * tracing.embedding_std(params) * 30)
+  answer = np.asarray(model.forward(params, tokens, cfg)[:, -1].argmax(-1))
+  clean, corrupted, restored = tracing.trace(params, tokens, subject, answer, noise, cfg, "residual")
+  restored = np.asarray(restored)
+  assert restored.shape == (B, cfg.num_layers, T)
+  assert np.all(np.abs(np.asarray(clean) - np.asarray(corrupted)) > 1e-3 * np.asarray(clean))  # noise matters
+  for b in range(B):
+    np.testing.assert_allclose(restored[b, 0, where[b]], clean[b], rtol=1e-5)
+    others = np.delete(restored[b, 0], where[b])
+    np.testing.assert_allclose(others, corrupted[b], rtol=1e-5)
+    assert np.argmax(np.abs(restored[b, 0] - corrupted[b])) == where[b]
+  _, corrupted_m, restored_m = tracing.trace(params, tokens, subject, answer, noise, cfg, "mlp")
+  for b in range(B):
+    np.testing.assert_allclose(np.asarray(restored_m)[b, :, :where[b]], corrupted_m[b], rtol=1e-5)
