@@ -40,9 +40,11 @@ G = ["--output_dir={out}"]
 
 EDIT = "experiments.edit"
 LORA = ["--config=experiments/configs/edit.py:lora,tiny", "--pretrained={empty}", "--workdir={out}"]
+TRACE = "experiments.trace"
+T = ["--pretrained={empty}", "--workdir={out}"]
 
 # Exit status of an invalid option, where it is not 1 (the config-driven binaries and the argv-parsed suites).
-EXIT = {PRE: {2}, EDIT: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
+EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
 
 ROWS = [
     # --- data_gen.generate ---
@@ -186,6 +188,14 @@ ROWS = [
     (EDIT, [*LORA, "extra"], "extra"),
     (EDIT, ["--config=experiments/configs/edit.py:nosuch", *LORA[1:]], "lora"),  # lists names
     (EDIT, [*LORA, "--config.nosuch=1"], "--config.nosuch"),
+    # --- experiments.trace (causal tracing; --relationship out of range needs a trained run) ---
+    (TRACE, ["--workdir={out}"], "--pretrained"),
+    (TRACE, T, "--pretrained"),  # an empty folder is not a pretraining work dir
+    (TRACE, [*T, "--num_probes=0"], "--num_probes"),
+    (TRACE, [*T, "--noise=nan"], "--noise"),
+    (TRACE, ["--pretrained={empty}", "--workdir={data}"], "--workdir"),  # exists: traces are not resumed
+    (TRACE, [*T, "extra"], "extra"),
+    (TRACE, [*T, "--nosuch=1"], "nosuch"),
 ]
 
 

@@ -1,6 +1,8 @@
 """Locate-then-edit: corpus key covariance, rank-one (ROME-style), least-squares (MEMIT-style) and
 null-space (AlphaEdit-style) edits."""
 
+import pathlib
+
 import jax
 import numpy as np
 import pytest
@@ -8,6 +10,8 @@ import pytest
 from behemoth_jax import closed_form, covariance, deltas, edit_runner, model, pretrained, trainer
 from experiments.configs import edit as edit_configs
 from experiments.configs import pretrain as pretrain_configs
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +137,7 @@ def test_null_space_update_leaves_preserved_keys_outputs_unchanged():
   assert np.linalg.norm(K @ dW - R) < 0.5 * np.linalg.norm(R)
 
 
+@pytest.mark.slow  # ~12 s each on 2 cores
 @pytest.mark.parametrize("method", ["memit", "alphaedit"])
 def test_least_squares_batch_edit_of_every_fact_takes(tiny_run, tmp_path, method):
   c = edit_configs.get_config(f"{method},tiny")
@@ -182,3 +187,21 @@ def test_causal_tracing_finds_the_position_made_to_matter(tiny_random):
   _, corrupted_m, restored_m = tracing.trace(params, tokens, subject, answer, noise, cfg, "mlp")
   for b in range(B):
     np.testing.assert_allclose(np.asarray(restored_m)[b, :, :where[b]], corrupted_m[b], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_trace_binary_writes_effects_heatmaps_and_a_layer(tiny_run, tmp_path):
+  import json, os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+  run = lambda *a: subprocess.run([sys.executable, "-m", "experiments.trace", f"--pretrained={tiny_run}", *a],
+                                  cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  r = run(f"--workdir={tmp_path / 'bad'}", "--relationship=7")
+  assert r.returncode == 2 and r.stderr.strip().startswith("error: --relationship: must be in [0, 1]")
+  assert not (tmp_path / "bad").exists()
+  r = run(f"--workdir={tmp_path / 't'}", "--num_probes=8")
+  assert r.returncode == 0, r.stderr[-2000:]
+  out = json.loads((tmp_path / "t" / "trace.json").read_text())
+  assert 0 <= out["traced_layer"] < 2 and out["clean_p"] > out["corrupted_p"]
+  effect = np.asarray(out["components"]["residual"]["mean_indirect_effect"])
+  assert effect.shape == (2, out["positions"])
+  assert all((tmp_path / "t" / f"trace_{c}.png").stat().st_size > 0 for c in ("residual", "mlp", "attn"))
