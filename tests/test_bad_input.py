@@ -43,8 +43,11 @@ LORA = ["--config=experiments/configs/edit.py:lora,tiny", "--pretrained={empty}"
 TRACE = "experiments.trace"
 T = ["--pretrained={empty}", "--workdir={out}"]
 
+ORACLE = "experiments.oracle"
+ORC = ["--pretrained={empty}", "--edits={edits}", "--workdir={out}"]
+
 # Exit status of an invalid option, where it is not 1 (the config-driven binaries and the argv-parsed suites).
-EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
+EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
 
 ROWS = [
     # --- data_gen.generate ---
@@ -188,6 +191,16 @@ ROWS = [
     (EDIT, [*LORA, "extra"], "extra"),
     (EDIT, ["--config=experiments/configs/edit.py:nosuch", *LORA[1:]], "lora"),  # lists names
     (EDIT, [*LORA, "--config.nosuch=1"], "--config.nosuch"),
+    # --- experiments.oracle ---
+    (ORACLE, ["--edits={edits}", "--workdir={out}"], "--pretrained"),
+    (ORACLE, [*ORC, "--mode=nosuch"], "--mode"),
+    (ORACLE, [*ORC, "--seeds=a,b"], "--seeds"),
+    (ORACLE, [*ORC, "--seeds=-1"], "--seeds"),
+    (ORACLE, [*ORC, "--steps=-1"], "--steps"),
+    (ORACLE, [*ORC, "extra"], "extra"),
+    (ORACLE, ORC, "--pretrained"),  # an empty folder is not a pretraining work dir
+    (ORACLE, ["--pretrained={empty}/nosuch", *ORC[1:]], "--pretrained"),
+    (ORACLE, ["--pretrained={otherwd}", *ORC[1:]], "--pretrained"),  # no checkpoint
     # --- experiments.trace (causal tracing; --relationship out of range needs a trained run) ---
     (TRACE, ["--workdir={out}"], "--pretrained"),
     (TRACE, T, "--pretrained"),  # an empty folder is not a pretraining work dir

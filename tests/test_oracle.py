@@ -68,3 +68,29 @@ def test_remap_states_the_new_values_and_changes_nothing_else(tiny):
 def test_unknown_mode_is_refused(tiny):
   with pytest.raises(ValueError, match="mode must be one of remap, remove"):
     edited_dataset(*tiny, "forget")
+
+
+@pytest.mark.slow
+def test_oracle_without_the_forgotten_facts_answers_them_at_chance_and_keeps_the_rest(tiny, tmp_path):
+  """Tiny config (~1 min on 2 cores): pretrain, then retrain from scratch without 4 facts."""
+  import json
+  from behemoth_jax import oracle
+  from data_gen import edit_files
+  ds, es = tiny
+  config = pretrain_configs.get_config("tiny")
+  config.progress, config.total_steps, config.learning_rate = False, 300, 1e-2
+  config.eval_every = config.checkpoint_every = 300
+  trainer.run(config, tmp_path / "w")
+  edit_files.write_edit_set(tmp_path / "e", es, ds.vocab)
+  summary = oracle.run(tmp_path / "w", tmp_path / "e", tmp_path / "o", "remove", [0], 300)
+  chance = 1 / ds.graph.num_objects
+  forget = summary["edited/sro"]
+  # Never seen: the old answers are not recalled (4 facts: 0 or 1 hit by luck; chance is 1/8).
+  assert forget["oracle_exact_match_old"]["after"] <= 0.25
+  assert forget["oracle_exact_match"]["after"] <= 0.5
+  assert summary["reg_data/sro"]["oracle_exact_match"]["after"] >= 0.9  # the other facts are kept
+  assert summary["with_same_rel/sro"]["oracle_exact_match"]["after"] >= 0.9
+  fq = forget["forget_quality"]
+  assert 0 <= fq["after"] <= 1 and fq["method"] == "exact" and fq["n"] == 4
+  assert json.loads((tmp_path / "o" / "summary.json").read_text()) == summary
+  assert chance == 0.125
