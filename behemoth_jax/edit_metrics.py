@@ -95,3 +95,40 @@ def split_candidates(edit_set, dataset) -> dict:
   vocab = getattr(dataset, "vocab", dataset)
   return {f"{s.name}/{TEMPLATE_TAG[s.template]}": value_candidates(vocab, s.kind, s.relationship)
           for s in edit_set.eval}
+
+
+# Ripple splits -> the split holding their second prerequisite (RippleEdits' rule: a ripple test counts
+# only where the model knew, before the edit, everything the ripple follows from).
+#   nested ripple (s, r'', nested value of the new object): the subject's old fact (s, r, o_old) and the new
+#     object's nested fact (o_new, r', n) (remapped_obj_nested_obj_edges);
+#   correlated ripple (s, r2, converted): the subject's old fact and its partner fact as it was
+#     (same_subject_second_rel).
+RIPPLE_PREREQUISITE = {"same_subj_nested_obj_edges": "remapped_obj_nested_obj_edges",
+                       "same_subject_second_rel_converted": "same_subject_second_rel"}
+
+
+def ripple_qualified(evals, before: dict) -> dict:
+  """{ripple split key: bool[N]}: the rows whose prerequisites the unedited model answered (greedy exact
+  match) before the edit. `before` = {split key: {metric: [N]}} of the unedited model. A prerequisite the
+  edit set does not hold (split absent, or no row for that fact) counts as not known."""
+  by_key = {s.key: s for s in evals}
+  out = {}
+  for s in evals:
+    if s.name not in RIPPLE_PREREQUISITE:
+      continue
+    tag = s.key.split("/", 1)[1]
+    edited = by_key.get(f"edited/{tag}")
+    other = by_key.get(f"{RIPPLE_PREREQUISITE[s.name]}/{tag}")
+    ok = np.zeros(len(s), bool)
+    if edited is not None and other is not None:
+      knew_old = np.asarray(before[edited.key]["exact_match_old"]) > 0.5
+      knew_other = np.asarray(before[other.key]["exact_match"]) > 0.5
+      for i in range(len(s)):
+        j = np.flatnonzero(edited.head == s.head[i])
+        if not j.size or not knew_old[j[0]]:
+          continue
+        head = edited.after[j[0]] if s.name == "same_subj_nested_obj_edges" else s.head[i]
+        k = np.flatnonzero((other.head == head) & (other.relationship == s.relationship[i]))
+        ok[i] = bool(k.size) and bool(knew_other[k[0]])
+    out[s.key] = ok
+  return out

@@ -216,10 +216,14 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
         per_key.setdefault(k, []).append(v)
   primary: dict = {}
   summary = {}
+  qualified = edit_metrics.ripple_qualified(evals, before)
   for s in evals:
     skey = _summary_key(s.name, s.template, primary)
     index_FxM, mask_FxM = plan.links[s.key]
     facts = int(np.unique(index_FxM[mask_FxM]).size)
+    if s.key in qualified:  # an edit's ripple counts only if every one of its ripple rows qualified
+      q = qualified[s.key]
+      edit_ok = np.array([bool(mask_FxM[f].any()) and bool(q[index_FxM[f][mask_FxM[f]]].all()) for f in range(F)])
     for metric in edit_metrics.METRICS:
       b = np.concatenate(per_key[f"{s.key}|{metric}|before"])
       a = np.concatenate(per_key[f"{s.key}|{metric}|after"])
@@ -237,6 +241,16 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
           "n": facts, "pairs": int(w.sum()),
           # Edits are the independent units (each its own delta); an edit weighs by its linked rows.
           "before_ci": _ci(b, w, config.seed), "after_ci": _ci(a, w, config.seed), "ci_unit": "edit"}
+      if s.key in qualified:
+        wq = w * edit_ok
+        bq, aq = np.where(edit_ok, b, np.nan), np.where(edit_ok, a, np.nan)
+        wbq, waq = wq * np.isfinite(bq), wq * np.isfinite(aq)
+        summary[skey][f"{metric}_conditioned"] = {
+            "before": float((np.nan_to_num(bq) * wbq).sum() / wbq.sum()) if wbq.sum() else float("nan"),
+            "after": float((np.nan_to_num(aq) * waq).sum() / waq.sum()) if waq.sum() else float("nan"),
+            "n": int(np.unique(index_FxM[edit_ok][mask_FxM[edit_ok]]).size), "pairs": int(wq.sum()),
+            "qualified_edits": int(edit_ok.sum()), "edits": int((n > 0).sum()),
+            "before_ci": _ci(bq, wq, config.seed), "after_ci": _ci(aq, wq, config.seed), "ci_unit": "edit"}
   edits_timed = sum(n for n, _ in timings[1:]) if len(timings) > 1 else sum(n for n, _ in timings)
   secs = sum(t for _, t in timings[1:]) if len(timings) > 1 else sum(t for _, t in timings)
   info = {"num_edits": F, "chunks": len(starts), "chunks_run_now": len(timings),
@@ -247,9 +261,10 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
 
 def _whole_split_rows(evals, before, after, label: str, seed: int = 0):
   rows, summary, primary = [], {}, {}
+  qualified = edit_metrics.ripple_qualified(evals, before)
   for s in evals:
     skey = _summary_key(s.name, s.template, primary)
-    for metric in before[s.key]:
+    for metric in list(before[s.key]):
       b, a = before[s.key][metric], after[s.key][metric]
       rows.append({"edit": label, "split": s.name, "template": TEMPLATE_TAG[s.template], "metric": metric,
                    "before": _mean_or_nan(b), "after": _mean_or_nan(a), "n": int(len(b))})
@@ -257,6 +272,11 @@ def _whole_split_rows(evals, before, after, label: str, seed: int = 0):
       summary.setdefault(skey, {})[metric] = {"before": _mean_or_nan(b), "after": _mean_or_nan(a),
                                               "n": int(len(b)), "before_ci": _ci(b, seed=seed),
                                               "after_ci": _ci(a, seed=seed), "ci_unit": "fact"}
+      if s.key in qualified:  # ripple scored only where the prerequisites were known before the edit
+        q = qualified[s.key]
+        summary[skey][f"{metric}_conditioned"] = {
+            "before": _mean_or_nan(b[q]), "after": _mean_or_nan(a[q]), "n": int(q.sum()), "of": int(len(q)),
+            "before_ci": _ci(b[q], seed=seed), "after_ci": _ci(a[q], seed=seed), "ci_unit": "fact"}
   return rows, summary
 
 

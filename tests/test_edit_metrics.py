@@ -98,3 +98,53 @@ def test_value_candidates_are_the_first_tokens_of_every_value(num_objects):
     block = vocab.objects(r)
     firsts = np.unique(block.tokens(np.arange(block.count))[:, 0])
     assert np.flatnonzero(cand[r]).tolist() == firsts.tolist()
+
+
+def _split(name, head, rel, before, after):
+  from behemoth_jax.edit_data import EvalSplit  # pylint: disable=g-import-not-at-top
+  a = lambda x: np.asarray(x, np.int64)  # noqa: E731
+  return EvalSplit(name, "remapping", a(head), a(rel), a(before), a(after), {})
+
+
+def test_a_ripple_whose_prerequisite_the_model_did_not_know_is_not_scored():
+  # Three edits (subjects 10, 11, 12: relationship 0, old object -> new object 5, 6, 7).
+  edited = _split("edited", [10, 11, 12], [0, 0, 0], [1, 2, 3], [5, 6, 7])
+  # The new objects' nested facts (object, r', nested value), sorted by object as the builder lists them.
+  nested = _split("remapped_obj_nested_obj_edges", [5, 6, 7], [0, 0, 0], [0, 1, 0], [0, 1, 0])
+  ripple = _split("same_subj_nested_obj_edges", [12, 10, 11], [0, 0, 0], [2, 2, 2], [0, 0, 1])
+  before = {
+      edited.key: {"exact_match_old": np.array([1.0, 0.0, 1.0])},  # subject 11's old fact was not known
+      nested.key: {"exact_match": np.array([1.0, 1.0, 0.0])},  # object 7's nested fact was not known
+  }
+  got = edit_metrics.ripple_qualified([edited, nested, ripple], before)
+  # Ripple rows: subject 12 (needs object 7's nested fact: unknown), 10 (both known), 11 (old fact unknown).
+  np.testing.assert_array_equal(got[ripple.key], [False, True, False])
+  # Correlated ripple: the old fact and the partner fact as it was.
+  partner = _split("same_subject_second_rel", [10, 11, 12], [1, 1, 1], [4, 4, 4], [4, 4, 4])
+  conv = _split("same_subject_second_rel_converted", [10, 11, 12], [1, 1, 1], [4, 4, 4], [5, 6, 7])
+  before[partner.key] = {"exact_match": np.array([0.0, 1.0, 1.0])}
+  got = edit_metrics.ripple_qualified([edited, partner, conv], before)
+  np.testing.assert_array_equal(got[conv.key], [False, False, True])
+  # Without the prerequisite split in the edit set nothing qualifies.
+  assert not edit_metrics.ripple_qualified([edited, ripple], before)[ripple.key].any()
+
+
+def test_summary_scores_ripple_conditioned_on_known_prerequisites_with_cis():
+  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
+  edited = _split("edited", [10, 11, 12], [0, 0, 0], [1, 2, 3], [5, 6, 7])
+  nested = _split("remapped_obj_nested_obj_edges", [5, 6, 7], [0, 0, 0], [0, 1, 0], [0, 1, 0])
+  ripple = _split("same_subj_nested_obj_edges", [12, 10, 11], [0, 0, 0], [2, 2, 2], [0, 0, 1])
+  evals = [edited, nested, ripple]
+  before = {edited.key: {"exact_match": np.zeros(3), "exact_match_old": np.array([1.0, 0.0, 1.0])},
+            nested.key: {"exact_match": np.array([1.0, 1.0, 0.0]), "exact_match_old": np.ones(3)},
+            ripple.key: {"exact_match": np.zeros(3), "exact_match_old": np.ones(3)}}
+  after = {edited.key: {"exact_match": np.ones(3), "exact_match_old": np.zeros(3)},
+           nested.key: {"exact_match": np.ones(3), "exact_match_old": np.ones(3)},
+           ripple.key: {"exact_match": np.array([1.0, 0.0, 1.0]), "exact_match_old": np.zeros(3)}}
+  _, summary = edit_runner._whole_split_rows(evals, before, after, "batch", seed=0)  # pylint: disable=protected-access
+  r = summary["same_subj_nested_obj_edges"]
+  assert r["exact_match"]["after"] == pytest.approx(2 / 3) and r["exact_match"]["n"] == 3
+  c = r["exact_match_conditioned"]  # only subject 10's ripple qualifies, and it did not follow the edit
+  assert (c["n"], c["of"], c["after"], c["before"]) == (1, 3, 0.0, 0.0)
+  assert c["after_ci"] == [0.0, 0.0] and c["ci_unit"] == "fact"
+  assert "exact_match_conditioned" not in summary["edited"]
