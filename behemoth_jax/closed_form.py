@@ -50,8 +50,19 @@ def _one_hot_add(vec_D, pos_N, L):
   return at[..., None] * vec_D[None, None, :]
 
 
+def edit_positions(batch, key_position: str = "subject"):
+  """(edit rows' positions [N], KL prompts' positions [M]) where keys are read and values written: the
+  subject's last token (ROME), or with key_position="last" the last prompt token (where causal tracing
+  on models trained here finds the recall: WORKSPACE.md, "Locate-then-edit")."""
+  if key_position == "last":
+    M, P = batch["kl_inputs"].shape
+    return batch["positions"][:, 0], jnp.full((M,), P - 1, jnp.int32)
+  return (subject_positions(batch["inputs"], batch["subject_token"]),
+          subject_positions(batch["kl_inputs"], batch["subject_token"]))
+
+
 def optimize_value(frozen, batch, cfg: model.ModelConfig, layer: int, steps: int, learning_rate: float,
-                   kl_weight: float):
+                   kl_weight: float, key_position: str = "subject"):
   """One fact's target: (delta* [D] added to layer `layer`'s MLP output at the subject's last token,
   k* [F] the key there averaged over the fact's rows, loss per step).
 
@@ -61,7 +72,7 @@ def optimize_value(frozen, batch, cfg: model.ModelConfig, layer: int, steps: int
   """
   inputs, is_edit = batch["inputs"], batch["is_edit"]
   N, L = inputs.shape
-  pos_N = subject_positions(inputs, batch["subject_token"])
+  pos_N, kl_pos = edit_positions(batch, key_position)
   clean = model.apply(frozen, inputs, cfg, head=False)
   residual, attn, key = clean.residual[layer], clean.attn_out[layer], clean.mlp_key[layer]
   w_N = (is_edit & batch["mask"].any(-1)).astype(jnp.float32)
@@ -70,7 +81,6 @@ def optimize_value(frozen, batch, cfg: model.ModelConfig, layer: int, steps: int
 
   kl_inputs = batch["kl_inputs"]
   M, P = kl_inputs.shape
-  kl_pos = subject_positions(kl_inputs, batch["subject_token"])
   kl_clean = model.apply(frozen, kl_inputs, cfg, head=False)
   kl_last = jnp.full((M, 1), P - 1, jnp.int32)
   kl_ref = jax.nn.log_softmax(model.apply(frozen, kl_inputs, cfg, head_positions=kl_last).logits[:, 0])
@@ -108,10 +118,10 @@ def optimize_value(frozen, batch, cfg: model.ModelConfig, layer: int, steps: int
 
 
 def rome_delta(frozen, batch, cov_inv_FxF, cfg: model.ModelConfig, layer: int, steps: int,
-               learning_rate: float, kl_weight: float):
+               learning_rate: float, kl_weight: float, key_position: str = "subject"):
   """One fact's rank-one edit of layers/<layer>/mlp/down/kernel (batch: as `optimize_value`). Returns
   (delta, loss per step)."""
-  vec, k_star, loss = optimize_value(frozen, batch, cfg, layer, steps, learning_rate, kl_weight)
+  vec, k_star, loss = optimize_value(frozen, batch, cfg, layer, steps, learning_rate, kl_weight, key_position)
   u = cov_inv_FxF.astype(jnp.float32) @ k_star
   a = u / jnp.dot(u, k_star)
   delta = deltas.unflatten({down_path(layer): deltas.LowRank(a=a[:, None], b=vec[None, :], scale=1.0)})
@@ -201,11 +211,11 @@ def rome_extras(plan, edit_set, dataset) -> dict:
 
 
 def make_rome_trainer(cfg: model.ModelConfig, layer: int, steps: int, learning_rate: float, kl_weight: float,
-                      cov_inv_FxF: np.ndarray):
+                      cov_inv_FxF: np.ndarray, key_position: str = "subject"):
   """`(frozen, batch [F, ...], keys [F]) -> (deltas [F, ...], losses [F, steps])` like
   editing.make_independent_trainer (keys unused: the edit is deterministic)."""
-  fn = jax.jit(jax.vmap(lambda fz, b, ci: rome_delta(fz, b, ci, cfg, layer, steps, learning_rate, kl_weight),
-                        in_axes=(None, 0, None)))
+  fn = jax.jit(jax.vmap(lambda fz, b, ci: rome_delta(fz, b, ci, cfg, layer, steps, learning_rate, kl_weight,
+                                                     key_position), in_axes=(None, 0, None)))
   cov_inv = jnp.asarray(cov_inv_FxF, jnp.float32)
   return lambda frozen, batch, keys: fn(frozen, batch, cov_inv)
 
@@ -215,12 +225,12 @@ def _mean_over_rows(x_NxL_, pos_N, w_N):
   return (at * w_N[:, None]).sum(0) / jnp.maximum(w_N.sum(), 1.0)
 
 
-def make_state_probe(cfg: model.ModelConfig, layers: tuple[int, ...], last: int):
+def make_state_probe(cfg: model.ModelConfig, layers: tuple[int, ...], last: int, key_position: str = "subject"):
   """jitted `(params, delta, batch [F, ...]) -> (keys {layer: [F, Fk]}, out [F, D])`: per fact, the MLP keys
   at `layers` and the stream after block `last`, at the subject's last token, averaged over its edit rows."""
 
   def one(params, delta, b):
-    pos = subject_positions(b["inputs"], b["subject_token"])
+    pos = edit_positions(b, key_position)[0]
     w = (b["is_edit"] & b["mask"].any(-1)).astype(jnp.float32)
     out = model.apply(params, b["inputs"], cfg, delta=delta, head=False)
     return ({l: _mean_over_rows(out.mlp_key[l], pos, w) for l in layers},
@@ -241,9 +251,9 @@ def least_squares_delta(params, cfg: model.ModelConfig, batch, layers: list[int]
   of C), float64 on the host."""
   last = layers[-1]
   values = jax.jit(jax.vmap(lambda fz, b: optimize_value(fz, b, cfg, last, hp.steps, hp.learning_rate,
-                                                         hp.kl_weight), in_axes=(None, 0)))
+                                                         hp.kl_weight, hp.key_position), in_axes=(None, 0)))
   vec_FxD, _, loss = values(params, batch)
-  probe = make_state_probe(cfg, tuple(layers), last)
+  probe = make_state_probe(cfg, tuple(layers), last, hp.key_position)
   _, out0 = probe(params, None, batch)
   z = np.asarray(out0, np.float64) + np.asarray(vec_FxD, np.float64)
   flat = {}

@@ -60,6 +60,7 @@ class EditHParams:
   span: int = 1
   kl_weight: float = 0.0625  # rome: weight of the KL term on the subject's other facts (ROME's value)
   lam: float = 1.0  # memit: lambda of (lambda C + K K^T); alphaedit: the ridge of its solve
+  key_position: str = "subject"  # where keys are read / values written: subject (ROME) | last prompt token
 
   @property
   def low_rank(self) -> bool:
@@ -93,6 +94,7 @@ class EditHParams:
          self.kl_weight)
     need(math.isfinite(self.lam) and self.lam > 0, "lam", "a finite number > 0", self.lam)
     need(self.span >= 1, "span", ">= 1", self.span)
+    need(self.key_position in ("subject", "last"), "key_position", "subject or last", self.key_position)
 
 
 def closed_form_layers(num_layers: int, hp: EditHParams) -> list[int]:

@@ -172,7 +172,7 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
     layer = int(paths[0].split("/")[1])
     cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir))[layer]
     trainer = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
-                                            closed_form.inverse_covariance(cov))
+                                            closed_form.inverse_covariance(cov), hp.key_position)
   else:
     trainer = editing.make_independent_trainer(cfg, hp, paths, mesh)
   if mesh is not None:  # the frozen model on every device, each edit's delta on one

@@ -7,7 +7,8 @@ Probes: `num_probes` subjects (drawn by --seed) with relationship --relationship
 correctly clean are kept. Writes W/trace.json (per component, layer and position: mean indirect effect
 = restored - corrupted probability, with a 95% normal-approximation CI over probes; the clean and corrupted
 means; `traced_layer`: the layer whose MLP restoration at the subject's last token has the largest mean
-effect) and W/trace_<component>.png heatmaps. Invalid options: one line, exit 2, nothing written.
+effect; `mlp_peak`: the (layer, position) of the largest MLP effect anywhere) and W/trace_<component>.png
+heatmaps. Invalid options: one line, exit 2, nothing written.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def main(argv):
   pos = int(np.bincount(last_subject).argmax())  # prompts of one relationship share one layout
   mlp = np.asarray(out["components"]["mlp"]["mean_indirect_effect"])
   out["traced_layer"] = int(mlp[:, pos].argmax())
+  # Where the MLPs matter most over every position (on models trained here: the last prompt token, not the
+  # subject; edit with --config.key_position=last there).
+  peak = np.unravel_index(mlp.argmax(), mlp.shape)
+  out["mlp_peak"] = {"layer": int(peak[0]), "position": int(peak[1]), "effect": float(mlp[peak])}
   workdir.mkdir(parents=True)
   cli.write_text_atomic(workdir / "trace.json", json.dumps(out, indent=1) + "\n")
   import matplotlib  # pylint: disable=g-import-not-at-top

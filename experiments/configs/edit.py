@@ -48,6 +48,9 @@ def _base() -> ml_collections.ConfigDict:
   c.span = 1
   c.kl_weight = 0.0625
   c.lam = 1.0
+  # Where keys are read and values written: "subject" (ROME: the subject's last token) or "last" (the
+  # last prompt token, where tracing the small model finds the recall).
+  c.key_position = "subject"
   c.loss_on = "answer"  # or "sentence"
 
   c.mode = "independent"  # independent | batch | sequential
