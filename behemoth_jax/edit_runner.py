@@ -425,6 +425,8 @@ def summary_table(summary: dict) -> str:
   for split, by_metric in summary.items():
     for metric, v in by_metric.items():
       b, a = v["before"], v["after"]
-      fmt = lambda x: "   nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:6.1f}%"
+      pct = not metric.startswith(("logprob", "rank"))  # log-probabilities and ranks are not shares
+      fmt = lambda x, pct=pct: ("   nan" if x is None or (isinstance(x, float) and math.isnan(x)) else
+                                f"{100 * x:6.1f}%" if pct else f"{x:7.3g}")
       lines.append(f"  {split:<40s} {metric:<16s} {fmt(b):>7s} {fmt(a):>7s} {v['n']:>6d}")
   return "\n".join(lines)

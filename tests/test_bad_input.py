@@ -43,11 +43,11 @@ LORA = ["--config=experiments/configs/edit.py:lora,tiny", "--pretrained={empty}"
 TRACE = "experiments.trace"
 T = ["--pretrained={empty}", "--workdir={out}"]
 
-ORACLE = "experiments.oracle"
+ORACLE, REPORT = "experiments.oracle", "experiments.report"
 ORC = ["--pretrained={empty}", "--edits={edits}", "--workdir={out}"]
 
 # Exit status of an invalid option, where it is not 1 (the config-driven binaries and the argv-parsed suites).
-EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
+EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, REPORT: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
 
 ROWS = [
     # --- data_gen.generate ---
@@ -209,6 +209,13 @@ ROWS = [
     (TRACE, ["--pretrained={empty}", "--workdir={data}"], "--workdir"),  # exists: traces are not resumed
     (TRACE, [*T, "extra"], "extra"),
     (TRACE, [*T, "--nosuch=1"], "nosuch"),
+    # --- experiments.report ---
+    (REPORT, ["--output={out}"], "--results"),
+    (REPORT, ["--results={empty}", "--output={out}"], "--results"),  # not a work dir of any binary
+    (REPORT, ["--results={data}", "--output={out}"], "--results"),
+    (REPORT, ["--results={empty}/nosuch", "--output={out}"], "--results"),
+    (REPORT, ["--results={otherwd}", "--output={data}"], "--output"),  # exists
+    (REPORT, ["--results={otherwd}", "--output={out}", "extra"], "extra"),
 ]
 
 

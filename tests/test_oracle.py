@@ -94,3 +94,50 @@ def test_oracle_without_the_forgotten_facts_answers_them_at_chance_and_keeps_the
   assert 0 <= fq["after"] <= 1 and fq["method"] == "exact" and fq["n"] == 4
   assert json.loads((tmp_path / "o" / "summary.json").read_text()) == summary
   assert chance == 0.125
+
+
+def _fake_runs(root):
+  """An edit run, an oracle run and a pretraining run as their binaries leave them (only what report reads)."""
+  import json
+  entry = lambda b, a, unit: {"before": b, "after": a, "n": 4, "before_ci": [b, b], "after_ci": [a - 0.1, a],  # noqa: E731
+                              "ci_unit": unit}
+  runs = []
+  for i, rank in enumerate((1, 4)):
+    e = root / f"edit{i}"
+    e.mkdir()
+    (e / "config.json").write_text(json.dumps({"seed": 0, "edit_set_seed": 0, "rank": rank}))
+    (e / "run.json").write_text(json.dumps({"method": "lora", "mode": "independent", "rank": rank, "targets": "mlp_down",
+                                            "num_edits": 4, "wall_s": 1.0, "device": "cpu"}))
+    (e / "summary.json").write_text(json.dumps({"edited": {"exact_match": entry(0.0, 0.5 + 0.1 * i, "edit")},
+                                                "reg_data": {"exact_match": entry(0.9, 0.8, "edit")}}))
+    runs.append(e)
+  o = root / "oracle"
+  o.mkdir()
+  (o / "oracle.json").write_text(json.dumps({"mode": "remove", "seeds": [0], "unlearned": ""}))
+  (o / "summary.json").write_text(json.dumps({"edited/sro": {"forget_quality": {
+      "after": 0.03, "before": 0.03, "per_seed": [0.03], "per_seed_before": [0.03], "n": 4}}}))
+  w = root / "pretrain"
+  w.mkdir()
+  (w / "config.json").write_text("{}")
+  (w / "metrics.jsonl").write_text('{"step": 5, "loss": 3.0}\n{"step": 10, "loss": 1.0}\n'
+                                   '{"step": 10, "eval/sro/accuracy": 0.9}\n')
+  return runs + [o, w]
+
+
+def test_report_writes_markdown_and_plots_and_the_same_bytes_twice(tmp_path):
+  import subprocess
+  import sys
+  runs = _fake_runs(tmp_path)
+  outs = []
+  for name in ("r1", "r2"):
+    r = subprocess.run([sys.executable, "-m", "experiments.report", "--results=" + ",".join(map(str, runs)),
+                        f"--output={tmp_path / name}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    outs.append(tmp_path / name)
+  text = (outs[0] / "report.md").read_text()
+  assert "| exact_match | 0.0% [0.0%, 0.0%] | 50.0% [40.0%, 50.0%] | 4 | edit |" in text
+  assert "forget_quality" in text and "0.03" in text
+  for png in ("efficacy_locality.png", "accuracy_rank.png", "forget_quality_2.png", "pretraining_3.png"):
+    assert f"]({png})" in text
+    assert (outs[0] / png).read_bytes() == (outs[1] / png).read_bytes()
+  assert (outs[1] / "report.md").read_text() == text
