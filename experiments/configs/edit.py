@@ -90,11 +90,21 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
   c.method = name
   if name == "lora":
     pass  # rank 4 on mlp_down
-  elif name in ("ft", "ft_l"):
-    c.targets, c.rank, c.learning_rate = "all", 0, 1e-3
+  elif name == "ft":
+    # Measured on the small model (20 edits): lr 1e-3 took 100% but kept 64% of reg_data and none of the
+    # edited subjects' other facts; 1e-4 takes 100% and keeps 97% / 98%.
+    c.targets, c.rank, c.learning_rate = "all", 0, 1e-4
+  elif name == "ft_l":
+    # The bound must bind to matter (30 Adam steps of 1e-4 move a weight < 3e-3): lr 1e-3 within +-1e-3
+    # takes 100% and keeps 98.6% of reg_data, 98% of the subjects' other facts (small model, 20 edits).
+    c.targets, c.rank, c.learning_rate, c.linf = "all", 0, 1e-3, 1e-3
   elif name == "ft_blocks":
-    c.method, c.targets, c.rank, c.learning_rate = "ft", "mlp", 0, 1e-3
+    # Same measurement: lr 1e-3 kept 92% of reg_data and 37% of the subjects' other facts; 1e-4 keeps
+    # 99% / 100% with 100% taken.
+    c.method, c.targets, c.rank, c.learning_rate = "ft", "mlp", 0, 1e-4
   elif name in ("ga", "graddiff", "npo"):
+    # Not tuned: on the small model (20 edits) all three forget the edited answers; reg_data keeps 19% (ga,
+    # which has no retain term and collapses as the field reports), 86% (graddiff), 89% (npo).
     c.targets, c.rank, c.learning_rate, c.steps = "mlp", 0, 1e-3, 20
   elif name == "rome":  # closed form at one layer: steps/learning_rate optimise the value vector
     c.retain_per_edit, c.steps, c.learning_rate = 0, 25, 0.5
@@ -102,6 +112,8 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
     c.mode, c.retain_per_edit, c.steps, c.learning_rate = "batch", 0, 25, 0.5
     c.span, c.lam = 2, 10.0
   elif name == "refusal":
+    # Small model, 20 edits: 100% refuse, reg_data keeps 94%, but other subjects' facts with the edited
+    # value are refused too (the refusal generalises along the relationship).
     c.targets, c.rank, c.learning_rate = "mlp", 0, 1e-3
     c.edit_set.finetuning_phrase_creator = "refusal"
   if variants:  # tiny: a handful of edits, chunks and probes small enough for tests
@@ -114,4 +126,6 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
       c.span = 1  # the tiny model's middle layer is layer 0
     if name == "lora":  # the tiny model (width 32) needs a larger step; measured in tests/test_edit.py
       c.learning_rate, c.retain_weight, c.retain_per_edit = 1e-2, 1.0, 7
+    if name in ("ft", "ft_blocks"):  # likewise: 1e-4 moves the tiny model too little in 30 steps
+      c.learning_rate = 1e-3
   return c
