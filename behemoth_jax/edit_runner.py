@@ -18,6 +18,7 @@ checkpoint; results.jsonl and summary.json appear only when everything is measur
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -412,6 +413,10 @@ def run(config, pretrained_dir, workdir) -> dict:
   info.update(mode=config.mode, method=hp.method, targets=hp.targets, paths=paths, rank=1 if hp.method in edit_methods.CLOSED_FORM else hp.rank if hp.low_rank else None,
               wall_s=time.perf_counter() - t0, backend=jax.default_backend(),
               device=jax.devices()[0].device_kind, num_devices=len(jax.devices()))
+  # Every row names its run: the resolved config's hash and the seeds (edit selection, method).
+  run_id = {"config_hash": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
+            "seed": config.seed, "edit_set_seed": config.edit_set_seed}
+  rows = [{**r, **run_id} for r in rows]
   if lead:
     cli.write_text_atomic(workdir / RESULTS_FILE,
                           "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))

@@ -342,6 +342,7 @@ def test_edit_run_writes_results_summary_and_resumes(tiny_run, tmp_path):
       summary["reg_data"]["token_accuracy_teacher_forced"]["before"])  # one-token answers: the same
   rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
   assert {r["edit"] for r in rows if r["split"] == "edited"} == {0, 1, 2, 3}
+  assert len({r["config_hash"] for r in rows}) == 1 and {r["seed"] for r in rows} == {0}
   assert sorted(p.name for p in (work / "deltas").iterdir()) == ["chunk_000000", "chunk_000002"]
   loaded = deltas.load(work / "deltas" / "chunk_000002")
   assert jax.tree.leaves(loaded)[0].shape[0] == 2  # one delta per edit of the chunk
