@@ -132,3 +132,18 @@ def ripple_qualified(evals, before: dict) -> dict:
         ok[i] = bool(k.size) and bool(knew_other[k[0]])
     out[s.key] = ok
   return out
+
+
+def make_all_facts_scores(cfg: model.ModelConfig, chunk: int = 4096):
+  """jitted `(params, delta, prompt [N, P], answer [N, A]) -> answer_scores of all N rows` in one call:
+  the rows are padded to whole chunks and scored by `lax.map` over chunks inside the program (memory
+  bounded by one chunk's logits [chunk, A, V]; one compile per N)."""
+
+  def fn(params, delta, prompt_NxP, answer_NxA):
+    N = prompt_NxP.shape[0]
+    C = -(-N // chunk)
+    pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], C * chunk - N, 0)]).reshape(C, chunk, -1)  # noqa: E731
+    out = jax.lax.map(lambda xs: answer_scores(params, delta, xs[0], xs[1], cfg), (pad(prompt_NxP), pad(answer_NxA)))
+    return jax.tree.map(lambda x: x.reshape((C * chunk,) + x.shape[2:])[:N], out)
+
+  return jax.jit(fn)

@@ -148,3 +148,14 @@ def test_summary_scores_ripple_conditioned_on_known_prerequisites_with_cis():
   assert (c["n"], c["of"], c["after"], c["before"]) == (1, 3, 0.0, 0.0)
   assert c["after_ci"] == [0.0, 0.0] and c["ci_unit"] == "fact"
   assert "exact_match_conditioned" not in summary["edited"]
+
+
+def test_all_facts_in_one_jitted_call_equal_the_rows_scored_alone():
+  params = _answering(Z)
+  rng = np.random.default_rng(5)
+  prompt = rng.integers(0, V, (11, 3)).astype(np.int32)
+  answer = rng.integers(0, V, (11, 2)).astype(np.int32)
+  got = edit_metrics.make_all_facts_scores(CFG, chunk=4)(params, None, jnp.asarray(prompt), jnp.asarray(answer))
+  want = _scores(params, prompt, answer)
+  for k in ("logprob", "exact_match", "token_accuracy_teacher_forced"):
+    np.testing.assert_allclose(np.asarray(got[k]), want[k], rtol=1e-6)
