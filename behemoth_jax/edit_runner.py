@@ -70,7 +70,8 @@ def validate(config) -> None:
         "edit_set.finetuning_phrase_creator", "must be refusal or qa_refusal for method refusal, got "
         f"{config.edit_set.finetuning_phrase_creator!r}")
   if config.method == "rome":  # one rank-one edit per fact, each from the frozen model
-    _need(config.mode == "independent", "mode", f"must be independent for method rome, got {config.mode!r}")
+    _need(config.mode in ("independent", "sequential"), "mode",
+          f"must be independent or sequential for method rome, got {config.mode!r}")
   if config.method in ("memit", "alphaedit"):  # one least-squares update for every fact
     _need(config.mode == "batch", "mode", f"must be batch for method {config.method}, got {config.mode!r}")
   if config.method in edit_methods.UNLEARNING:
@@ -328,8 +329,19 @@ def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, le
                          "delta": deltas.describe(delta)["norm"]}
 
 
-def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead):
+def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
+                    dataset=None, pretrained_dir=None):
   plan = editing.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
+  train, track = None, 0
+  if hp.method == "rome":  # each fact's rank-one edit on the model with every earlier one merged; the
+    # covariance stays the pretrained model's (as sequential ROME does)
+    plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
+    layer = int(paths[0].split("/")[1])
+    cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir))[layer]
+    cov_inv = jax.numpy.asarray(closed_form.inverse_covariance(cov), jax.numpy.float32)
+    one = jax.jit(lambda fz, b: closed_form.rome_delta(fz, b, cov_inv, cfg, layer, hp.steps, hp.learning_rate,
+                                                       hp.kl_weight, hp.key_position))
+    train, track = (lambda fz, b, k: one(fz, b)), 64
   bar = progress.Progress(plan.num_edits, "edits", enabled=lead and config.progress, min_interval=0.0)
   records = []
 
@@ -339,7 +351,8 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
 
   t0 = time.perf_counter()
   try:
-    composed, _ = editing.run_sequential(params, plan, hp, cfg, paths, config.seed, evaluator, evals, on_edit)
+    composed, _ = editing.run_sequential(params, plan, hp, cfg, paths, config.seed, evaluator, evals, on_edit,
+                                         train, track)
   finally:
     bar.close()
   train_s = time.perf_counter() - t0

@@ -226,16 +226,21 @@ def train_batch(frozen, ts: edit_data.TrainSet, hp: edit_methods.EditHParams, cf
 
 
 def run_sequential(params, plan: IndependentPlan, hp: edit_methods.EditHParams, cfg, paths, seed: int,
-                   evaluator: Evaluator, evals: list[edit_data.EvalSplit], on_edit: Callable | None = None):
+                   evaluator: Evaluator, evals: list[edit_data.EvalSplit], on_edit: Callable | None = None,
+                   train: Callable | None = None, track_unrelated: int = 0):
   """Edits applied one after another. After edit i: exact match of each edit 0..i's own fact (the
-  edited split's linked rows). Returns (composed delta, per-edit records)."""
-  step = jax.jit(lambda frozen, b, k: edit_methods.train_delta(frozen, b, k, hp, cfg, paths))
+  edited split's linked rows), and with track_unrelated > 0 of that many reg_data facts (`unrelated`).
+  train: `(frozen, batch, key) -> (delta, loss)` in place of the gradient methods' (closed-form edits).
+  Returns (composed delta, per-edit records)."""
+  step = train or jax.jit(lambda frozen, b, k: edit_methods.train_delta(frozen, b, k, hp, cfg, paths))
+  unrelated = next((s for s in evals if s.name == "reg_data"), None) if track_unrelated else None
   composed = None
   records = []
   edited = next((s for s in evals if s.name in ("edited", "censored")), None)
   for i in range(plan.num_edits):
     frozen = deltas.merge(params, composed) if composed else params
     batch = jax.tree.map(lambda x: x[0], _batch_of(plan.rows.take(np.array([i])), plan.is_edit))
+    batch.update({k: jnp.asarray(v[i]) for k, v in plan.extra.items()})
     delta, loss = step(frozen, batch, edit_keys(seed, np.array([i]))[0])
     composed = deltas.compose(composed, delta) if composed else delta
     record = {"edit": i, "final_loss": float(loss[-1])}
@@ -247,6 +252,10 @@ def run_sequential(params, plan: IndependentPlan, hp: edit_methods.EditHParams, 
       own = np.isin(rows, index_FxM[i][mask_FxM[i]])
       record.update(this_edit=float(ok[own].mean()) if own.any() else float("nan"),
                     edits_so_far=float(ok.mean()), facts_so_far=int(len(rows)))
+    if unrelated is not None:
+      prompt, answer = unrelated.probes["exact_match"]
+      record["unrelated"] = float(evaluator.correct(params, composed, prompt[:track_unrelated],
+                                                    answer[:track_unrelated]).mean())
     records.append(record)
     if on_edit:
       on_edit(record)

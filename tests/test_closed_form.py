@@ -205,3 +205,14 @@ def test_trace_binary_writes_effects_heatmaps_and_a_layer(tiny_run, tmp_path):
   effect = np.asarray(out["components"]["residual"]["mean_indirect_effect"])
   assert effect.shape == (2, out["positions"])
   assert all((tmp_path / "t" / f"trace_{c}.png").stat().st_size > 0 for c in ("residual", "mlp", "attn"))
+
+
+@pytest.mark.slow
+def test_sequential_rome_edits_compose_rank_one_updates(tiny_run, tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  summary = edit_runner.run(_rome_config(mode="sequential"), tiny_run, tmp_path / "w")
+  records = [json.loads(l) for l in (tmp_path / "w" / "sequential.jsonl").read_text().splitlines()]
+  assert [r["edit"] for r in records] == [0, 1, 2, 3] and all("unrelated" in r for r in records)
+  assert summary["edited"]["exact_match"]["after"] >= 0.5
+  composed = deltas.flatten(deltas.load(tmp_path / "w" / "deltas" / "composed"))
+  assert composed["layers/0/mlp/down/kernel"].a.shape[-1] == 4  # ranks add: one per edit
