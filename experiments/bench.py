@@ -4,7 +4,8 @@ r"""Every benchmark suite; one JSON object per measurement on stdout, all of the
   python -m experiments.bench --suite=train [--quick]
 
 Suites: data (corpus writer, on-device sampler), train (training step tokens/s, MFU, compile time),
-edits (edit-set builder), edit (independent LoRA edits: vmapped engine, naive vmap, Python loop). Speed
+edits (edit-set builder), edit (independent LoRA edits: vmapped engine, naive vmap, Python loop), eval
+(facts scored per second on a 100,000-fact graph; one oracle retrain of the small config). Speed
 claims live here, never in tests.
 """
 
@@ -23,7 +24,7 @@ from data_gen import cli
 from data_gen.errors import OptionError, require
 
 SUITES = {"data": "experiments.bench_data", "train": "experiments.bench_train",
-          "edits": "experiments.bench_edits", "edit": "experiments.bench_editing"}
+          "edits": "experiments.bench_edits", "edit": "experiments.bench_editing", "eval": "experiments.bench_eval"}
 
 _SUITE = flags.DEFINE_enum("suite", "all", ["all", *SUITES], "Which suite to run.")
 _QUICK = flags.DEFINE_bool("quick", False, "Smaller shapes and fewer steps (a smoke run).")
