@@ -17,6 +17,18 @@ def _load(path: pathlib.Path):
   return json.loads(path.read_text()) if path.exists() else None
 
 
+def _value(metric: str, entry: dict, when: str) -> str:
+  """A share as a percentage, anything else (log-probabilities, ranks) as a number; the CI when present."""
+  x = entry[when]
+  share = not metric.startswith(("logprob", "rank"))
+  fmt = (lambda v: f"{100 * v:.1f}%") if share else (lambda v: f"{v:.2f}")
+  text = "nan" if x is None or x != x else fmt(x)
+  ci = entry.get(f"{when}_ci")
+  if ci and None not in ci and all(c == c for c in ci):
+    text += f" [{fmt(ci[0])}, {fmt(ci[1])}]"
+  return text
+
+
 def build_report(run_dir: pathlib.Path) -> str:
   meta = _load(run_dir / "data/metadata/metadata.json")
   summary = _load(run_dir / "pretrain/summary.json")
@@ -50,13 +62,15 @@ def build_report(run_dir: pathlib.Path) -> str:
       lines += [f"- {edit_run['num_edits']} independent single-fact edits, method {edit_run['method']} "
                 f"(rank {edit_run['rank']}) on {', '.join(edit_run['paths'])}; "
                 f"{edit_run['wall_s']:.0f} s on {edit_run['device']}", ""]
-    lines += ["Greedy exact match of the whole answer, before and after each edit (mean over edits; "
-              "`exact_match`: the post-edit answer, `exact_match_old`: the pre-edit one). `edited` is the "
-              "edit itself; every other split is a fact the edit should leave alone.", "",
+    lines += ["Before and after each edit, mean over edits with its 95% bootstrap CI where measured. "
+              "`exact_match`: the greedy answer is the post-edit answer; `exact_match_old`: the pre-edit one; "
+              "log-probabilities and ranks are numbers, the rest shares. `edited` is the edit itself; every "
+              "other split is a fact the edit should leave alone.", "",
               "| split | metric | before | after | facts |", "|---|---|---|---|---|"]
     for split, by_metric in edit_summary.items():
       for metric, v in by_metric.items():
-        lines.append(f"| {split} | {metric} | {100 * v['before']:.1f}% | {100 * v['after']:.1f}% | {v['n']} |")
+        lines.append(f"| {split} | {metric} | {_value(metric, v, 'before')} | {_value(metric, v, 'after')} "
+                     f"| {v['n']} |")
     lines.append("")
   return "\n".join(lines)
 
