@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax import model
+from data_gen import cli
 
 
 def _sums_fn(cfg: model.ModelConfig, layers: tuple[int, ...]):
@@ -113,9 +114,7 @@ def cached_covariance(params, cfg, dataset, layers, cache_dir, chunk: int = 512)
     for l, c in fresh.items():
       buf = io.BytesIO()
       np.save(buf, c)
-      tmp = path(l).with_name(f".{path(l).name}.partial")
-      tmp.write_bytes(buf.getvalue())
-      tmp.replace(path(l))
+      cli.write_bytes_atomic(path(l), buf.getvalue())
     (cache_dir / "README.json").write_text(json.dumps(
         {"what": "C = E[k k^T] of MLP keys over the training corpus (behemoth_jax/covariance.py)"}) + "\n")
     out.update(fresh)

@@ -130,15 +130,13 @@ def _summary_key(name: str, template: str, primary: dict) -> str:
 
 
 def _atomic_json(path: pathlib.Path, obj) -> None:
-  cli.write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n")
+  cli.write_json_atomic(path, obj, allow_nan=True)
 
 
 def _save_npz_atomic(path: pathlib.Path, **arrays) -> None:
   buf = io.BytesIO()
   np.savez(buf, **arrays)
-  tmp = path.with_name(f".{path.name}.partial")
-  tmp.write_bytes(buf.getvalue())
-  tmp.replace(path)
+  cli.write_bytes_atomic(path, buf.getvalue())
 
 
 def _mean_or_nan(x) -> float:

@@ -162,7 +162,7 @@ def run(pretrained_dir, edits_dir, workdir, mode: str = "remove", seeds=(0,), st
   o.mkdir(parents=True, exist_ok=True)
   if (o / SUMMARY_FILE).is_file():
     return json.loads((o / SUMMARY_FILE).read_text())
-  cli.write_text_atomic(o / ORACLE_FILE, json.dumps(options, indent=1, sort_keys=True) + "\n")
+  cli.write_json_atomic(o / ORACLE_FILE, options)
   if not (o / "data").is_dir():
     with cli.atomic_directory(o / "data", option="workdir") as tmp:
       edited_dataset(ds, edit_set, mode).save_native(tmp)
@@ -182,5 +182,5 @@ def run(pretrained_dir, edits_dir, workdir, mode: str = "remove", seeds=(0,), st
   delta = deltas.load(_unlearned_delta_dir(pathlib.Path(unlearned_dir))) if unlearned_dir else None
   evals = edit_data.eval_splits(edit_set, ds)
   summary = evaluate(cfg, oracle_params, params, delta, evals, edit_metrics.split_candidates(edit_set, ds))
-  cli.write_text_atomic(o / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=True, allow_nan=True) + "\n")
+  cli.write_json_atomic(o / SUMMARY_FILE, summary, allow_nan=True)
   return summary

@@ -181,10 +181,6 @@ def check_workdir(config, workdir, vocab_size: int) -> None:
            "resume with the same dataset or choose a new --workdir")
 
 
-def _write_json_atomic(path: pathlib.Path, obj) -> None:
-  cli.write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
-
-
 def _resolved_config(config, cfg: model.ModelConfig, mesh) -> dict:
   resolved = config.to_dict()
   resolved["resolved"] = {"vocab_size": cfg.vocab_size, "compute_dtype": cfg.compute_dtype,
@@ -254,7 +250,7 @@ def run(config, workdir) -> dict:
     state = train.init_state(jax.random.key(config.seed), cfg, optimizer, mesh)
   if lead:
     metrics.truncate_after(workdir / METRICS_FILE, start)
-    _write_json_atomic(workdir / CONFIG_FILE, _resolved_config(config, cfg, mesh))
+    cli.write_json_atomic(workdir / CONFIG_FILE, _resolved_config(config, cfg, mesh))
   writer = metrics.JsonlWriter(workdir / METRICS_FILE) if lead else None
 
   exact_match = evaluate.make_exact_match_fn(cfg, mesh)
@@ -302,7 +298,7 @@ def run(config, workdir) -> dict:
              **{k: v for k, v in final.items() if k.endswith("accuracy")}}
   if writer:
     writer.close()
-    _write_json_atomic(workdir / SUMMARY_FILE, summary)
+    cli.write_json_atomic(workdir / SUMMARY_FILE, summary)
   return summary
 
 

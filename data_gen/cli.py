@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -39,12 +40,21 @@ def run(main: Callable[[list[str]], None]) -> None:
   app.run(guarded, flags_parser=_parse_flags)
 
 
-def write_text_atomic(path, text: str) -> None:
+def write_bytes_atomic(path, data: bytes) -> None:
   """Writes a file through a temporary sibling and a rename: readers see the old or the new, never half."""
   path = pathlib.Path(path)
   tmp = path.with_name(f".{path.name}.partial")
-  tmp.write_text(text, encoding="utf-8")
+  tmp.write_bytes(data)
   os.replace(tmp, path)
+
+
+def write_text_atomic(path, text: str) -> None:
+  write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path, obj, allow_nan: bool = False) -> None:
+  """One indented, key-sorted JSON document (the work dirs' config/summary files), written atomically."""
+  write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=allow_nan) + "\n")
 
 
 @contextlib.contextmanager
