@@ -429,15 +429,10 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
   return 6.0 * n_matmul + 12.0 * L * seq_len * D
 
 
-def path_name(path) -> str:
-  """A pytree key path as "layers/3/mlp/down/kernel"."""
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
-def param_paths(params: dict) -> dict[str, jax.Array]:
-  """{"layers/3/mlp/down/kernel": array, ...}: the names edits select parameters by."""
-  flat, _ = jax.tree_util.tree_flatten_with_path(params)
-  return {path_name(path): x for path, x in flat}
+# Parameter paths are spelled once, in deltas.py ("layers/3/mlp/down/kernel"); re-exported for callers of
+# the model alone.
+path_name = deltas_lib.path_name
+param_paths = deltas_lib.flatten
 
 
 def path_mask(params: dict, pattern: str) -> dict:
