@@ -280,6 +280,17 @@ def _whole_split_rows(evals, before, after, label: str, seed: int = 0):
   return rows, summary
 
 
+def _measure_delta(config, workdir, delta, evaluator, params, evals, folder: str, label: str):
+  """What every one-delta mode ends with: the delta saved as deltas/<folder>/ (once) and every evaluation
+  split scored before and after it (result rows labelled `label`)."""
+  if config.save_deltas and not (workdir / "deltas" / folder).exists():
+    (workdir / "deltas").mkdir(exist_ok=True)
+    deltas.save(workdir / "deltas" / folder, delta)
+  before = editing.frozen_scores(evaluator, params, evals)
+  after = editing.frozen_scores(evaluator, params, evals, delta)
+  return _whole_split_rows(evals, before, after, label, config.seed)
+
+
 def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead):
   """One delta through the generic loop (checkpoints, metrics lines, resume, NaN stop)."""
   start_layer = deltas.first_layer(paths, cfg.num_layers)
@@ -317,12 +328,7 @@ def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, le
     writer.close()
   delta = result.state["delta"]
   train_s = time.perf_counter() - t0
-  if config.save_deltas and not (workdir / "deltas" / "batch").exists():
-    (workdir / "deltas").mkdir(exist_ok=True)
-    deltas.save(workdir / "deltas" / "batch", delta)
-  before = editing.frozen_scores(evaluator, params, evals)
-  after = editing.frozen_scores(evaluator, params, evals, delta)
-  rows, summary = _whole_split_rows(evals, before, after, "batch", config.seed)
+  rows, summary = _measure_delta(config, workdir, delta, evaluator, params, evals, "batch", "batch")
   return rows, summary, {"num_edits": len(edit_data.edit_groups(ts)), "train_s": train_s,
                          "delta": deltas.describe(delta)["norm"]}
 
@@ -354,14 +360,8 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
   finally:
     bar.close()
   train_s = time.perf_counter() - t0
-  if config.save_deltas:
-    (workdir / "deltas").mkdir(exist_ok=True)
-    if not (workdir / "deltas" / "composed").exists():
-      deltas.save(workdir / "deltas" / "composed", composed)
   cli.write_text_atomic(workdir / "sequential.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-  before = editing.frozen_scores(evaluator, params, evals)
-  after = editing.frozen_scores(evaluator, params, evals, composed)
-  rows, summary = _whole_split_rows(evals, before, after, "sequential", config.seed)
+  rows, summary = _measure_delta(config, workdir, composed, evaluator, params, evals, "composed", "sequential")
   return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s,
                          "delta": deltas.describe(composed)["norm"]}
 
@@ -376,17 +376,12 @@ def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, e
   t0 = time.perf_counter()
   covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir))
   cov_s = time.perf_counter() - t0
-  batch = editing._batch_of(plan.rows, plan.is_edit)  # pylint: disable=protected-access
+  batch = editing.batch_of(plan.rows, plan.is_edit)
   batch.update({k: jax.numpy.asarray(v) for k, v in plan.extra.items()})
   delta, loss = closed_form.least_squares_delta(params, cfg, batch, layers, covs, hp,
                                                 null_space=hp.method == "alphaedit")
   train_s = time.perf_counter() - t0
-  if config.save_deltas and not (workdir / "deltas" / "batch").exists():
-    (workdir / "deltas").mkdir(exist_ok=True)
-    deltas.save(workdir / "deltas" / "batch", delta)
-  before = editing.frozen_scores(evaluator, params, evals)
-  after = editing.frozen_scores(evaluator, params, evals, delta)
-  rows, summary = _whole_split_rows(evals, before, after, "batch", config.seed)
+  rows, summary = _measure_delta(config, workdir, delta, evaluator, params, evals, "batch", "batch")
   return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s, "covariance_s": cov_s,
                          "value_loss_final": float(np.mean(np.asarray(loss)[:, -1])),
                          "delta": deltas.describe(delta)["norm"]}

@@ -140,7 +140,7 @@ def plan_independent(ts: edit_data.TrainSet, evals: list[edit_data.EvalSplit], r
   return IndependentPlan(rows, is_edit, head, rel, after, links)
 
 
-def _batch_of(rows: edit_data.Rows, is_edit: np.ndarray) -> dict:
+def batch_of(rows: edit_data.Rows, is_edit: np.ndarray) -> dict:
   F, N = rows.inputs_NxL.shape[:2]
   return {**{k: jnp.asarray(v) for k, v in rows.arrays().items()},
           "is_edit": jnp.broadcast_to(jnp.asarray(is_edit), (F, N)), "weight": jnp.ones((F, N), jnp.float32)}
@@ -174,7 +174,7 @@ def run_independent_chunk(plan: IndependentPlan, start: int, stop: int, chunk: i
   deltas [n, ...], loss [n, steps], and per split key and metric (before, after, count) [n] each."""
   n = stop - start
   idx = np.minimum(np.arange(start, start + chunk), stop - 1)
-  batch = _batch_of(plan.rows.take(idx), plan.is_edit)
+  batch = batch_of(plan.rows.take(idx), plan.is_edit)
   batch.update({k: jnp.asarray(v[idx]) for k, v in plan.extra.items()})
   deltas_F, loss_FxS = trainer(frozen, batch, edit_keys(seed, idx))
   out = {"loss": np.asarray(loss_FxS)[:n], "metrics": {}}
@@ -239,7 +239,7 @@ def run_sequential(params, plan: IndependentPlan, hp: edit_methods.EditHParams, 
   edited = next((s for s in evals if s.name in ("edited", "censored")), None)
   for i in range(plan.num_edits):
     frozen = deltas.merge(params, composed) if composed else params
-    batch = jax.tree.map(lambda x: x[0], _batch_of(plan.rows.take(np.array([i])), plan.is_edit))
+    batch = jax.tree.map(lambda x: x[0], batch_of(plan.rows.take(np.array([i])), plan.is_edit))
     batch.update({k: jnp.asarray(v[i]) for k, v in plan.extra.items()})
     delta, loss = step(frozen, batch, edit_keys(seed, np.array([i]))[0])
     composed = deltas.compose(composed, delta) if composed else delta

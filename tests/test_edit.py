@@ -207,7 +207,7 @@ def _edit_setup(tiny, method, edit_config=None, **hp):
 def _single_edit(tiny, h, ts, evals, paths, edit=0):
   params, cfg, _ = tiny
   plan = editing.plan_independent(ts, evals, 7, 8, seed=0)
-  batch = jax.tree.map(lambda x: x[edit], editing._batch_of(plan.rows.take(np.arange(plan.num_edits)),  # pylint: disable=protected-access
+  batch = jax.tree.map(lambda x: x[edit], editing.batch_of(plan.rows.take(np.arange(plan.num_edits)),
                                                             plan.is_edit))
   delta, loss = jax.jit(lambda b, k: edit_methods.train_delta(params, b, k, h, cfg, paths))(
       batch, editing.edit_keys(0, np.array([edit]))[0])
@@ -252,7 +252,7 @@ def test_vmapped_edits_equal_edits_run_one_at_a_time(tiny):
   params, cfg, _ = tiny
   h, ts, evals, paths = _edit_setup(tiny, "lora")
   plan = editing.plan_independent(ts, evals, 7, 8, seed=0)
-  batch = editing._batch_of(plan.rows, plan.is_edit)  # pylint: disable=protected-access
+  batch = editing.batch_of(plan.rows, plan.is_edit)
   keys = editing.edit_keys(0, np.arange(plan.num_edits))
   trainer_fn = editing.make_independent_trainer(cfg, h, paths)
   vmapped, _ = trainer_fn(params, batch, keys)
