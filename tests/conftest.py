@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import hypothesis  # noqa: E402
+import pytest  # noqa: E402
 import jax  # noqa: E402
 
 # Tests compile many small programs once each: XLA's optimisation passes cost more than they save here.
@@ -13,3 +14,17 @@ jax.config.update("jax_disable_most_optimizations", True)
 
 hypothesis.settings.register_profile("repo", deadline=None, max_examples=25, derandomize=True)
 hypothesis.settings.load_profile("repo")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+  """A pretraining work dir of the tiny config trained until it knows most of its facts (~15 s), shared
+  by every test module that edits a model (tests/test_edit.py, tests/test_closed_form.py)."""
+  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
+  from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp("tiny_pretrained")
+  config = pretrain_configs.get_config("tiny")
+  config.progress, config.total_steps, config.learning_rate = False, 300, 1e-2
+  config.eval_every = config.checkpoint_every = 300
+  trainer.run(config, workdir)
+  return workdir

@@ -49,17 +49,6 @@ def test_covariance_equals_a_brute_force_sum_over_every_document(tiny_random, tm
 # ---- rank-one edits on a model that knows its facts ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  """The tiny pretraining config trained until it knows most facts (~15 s; as tests/test_edit.py)."""
-  workdir = tmp_path_factory.mktemp("tiny_pretrained")
-  config = pretrain_configs.get_config("tiny")
-  config.progress, config.total_steps, config.learning_rate = False, 300, 1e-2
-  config.eval_every = config.checkpoint_every = 300
-  trainer.run(config, workdir)
-  return workdir
-
-
 def _rome_config(**overrides):
   c = edit_configs.get_config("rome,tiny")
   c.save_deltas = True

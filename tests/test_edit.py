@@ -15,10 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax import deltas, edit_data, edit_methods, edit_metrics, edit_runner, editing, model, pretrained, trainer
+from behemoth_jax import deltas, edit_data, edit_methods, edit_metrics, edit_runner, editing, model, pretrained
 from data_gen.edits import EditConfig, build_edit_set
 from experiments.configs import edit as edit_configs
-from experiments.configs import pretrain as pretrain_configs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SUBPROCESS_ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu",
@@ -174,17 +173,6 @@ def test_delta_save_load_round_trip_and_report(tmp_path, params):
 
 
 # ---- methods on a model that knows its facts --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  """The tiny pretraining config, trained until it knows most facts (~15 s)."""
-  workdir = tmp_path_factory.mktemp("tiny_pretrained")
-  config = pretrain_configs.get_config("tiny")
-  config.progress, config.total_steps, config.learning_rate = False, 300, 1e-2
-  config.eval_every = config.checkpoint_every = 300
-  trainer.run(config, workdir)
-  return workdir
 
 
 @pytest.fixture(scope="module")
