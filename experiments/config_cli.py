@@ -13,12 +13,29 @@ import sys
 
 from absl import flags
 
-EXIT_INVALID = 2
+EXIT_INVALID, EXIT_NON_FINITE, EXIT_RUNTIME = 2, 3, 4
 
 
 def fail(message: str, status: int = EXIT_INVALID) -> None:
   print(f"error: {message}", file=sys.stderr)
   sys.exit(status)
+
+
+def run_work(work, where):
+  """`work()`, with its failures as one line and the run binaries' exit codes: 2 an invalid option
+  (ValueError: nothing was written), 3 a non-finite loss, 4 a failure at run time (disk full, a file
+  removed under the run, interrupted), followed by `where()`: what the work dir keeps for a rerun."""
+  from behemoth_jax import loop  # pylint: disable=g-import-not-at-top
+  try:
+    return work()
+  except ValueError as e:
+    fail(str(e))
+  except loop.NonFiniteLossError as e:
+    fail(str(e), EXIT_NON_FINITE)
+  except OSError as e:
+    fail(f"{e}; {where()}", EXIT_RUNTIME)
+  except KeyboardInterrupt:
+    fail(f"interrupted; {where()}", EXIT_RUNTIME)
 
 
 def config_path(argv: list[str], flag: str = "config") -> str:

@@ -19,7 +19,6 @@ from ml_collections import config_flags
 
 from experiments import config_cli
 
-EXIT_NON_FINITE, EXIT_RUNTIME = 3, 4
 _fail = config_cli.fail
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:name), e.g. "
@@ -45,18 +44,10 @@ def main(argv):
   except OSError:  # ml_collections defers a config file it could not load to the first access
     _fail(config_cli.missing_config_file(sys.argv))
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  from behemoth_jax import edit_runner, loop  # pylint: disable=g-import-not-at-top
+  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(_WORKDIR.value)
-  try:
-    summary = edit_runner.run(config, _PRETRAINED.value, workdir)
-  except ValueError as e:  # invalid options: one line naming the option, nothing written
-    _fail(str(e))
-  except loop.NonFiniteLossError as e:
-    _fail(str(e), EXIT_NON_FINITE)
-  except OSError as e:
-    _fail(f"{e}; {_where(workdir)}", EXIT_RUNTIME)
-  except KeyboardInterrupt:
-    _fail(f"interrupted; {_where(workdir)}", EXIT_RUNTIME)
+  summary = config_cli.run_work(lambda: edit_runner.run(config, _PRETRAINED.value, workdir),
+                                lambda: _where(workdir))
   print(f"{config.method} ({config.mode}, {config.num_edits} edits): greedy exact match before -> after")
   print(edit_runner.summary_table(summary))
 

@@ -18,7 +18,6 @@ from ml_collections import config_flags
 
 from experiments import config_cli
 
-EXIT_INVALID, EXIT_NON_FINITE, EXIT_RUNTIME = config_cli.EXIT_INVALID, 3, 4
 _fail = config_cli.fail
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:name).")
@@ -53,16 +52,7 @@ def main(argv):
     jax.distributed.initialize()
   from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(_WORKDIR.value)
-  try:
-    summary = trainer.run(config, workdir)
-  except ValueError as e:  # invalid options: one line naming the option, nothing written
-    _fail(str(e))
-  except trainer.NonFiniteLossError as e:
-    _fail(str(e), EXIT_NON_FINITE)
-  except OSError as e:  # disk full, a file removed under the run, ...
-    _fail(f"{e}; {_where(workdir)}", EXIT_RUNTIME)
-  except KeyboardInterrupt:
-    _fail(f"interrupted; {_where(workdir)}", EXIT_RUNTIME)
+  summary = config_cli.run_work(lambda: trainer.run(config, workdir), lambda: _where(workdir))
   if jax.process_index() == 0:
     print(f"step {summary['step']}: knowledge accuracy (greedy exact match)")
     print(trainer.accuracy_table(summary))
