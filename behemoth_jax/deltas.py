@@ -163,7 +163,7 @@ def full_rank(params: dict, path: str) -> int:
 
 def lora(key: jax.Array, params: dict, paths: list[str], rank: int, alpha: float | None = None) -> dict:
   """LoRA factors on kernel `paths`: a ~ N(0, 1/in), b = 0 (the edit starts at the identity), scale
-  alpha / rank (alpha defaults to rank: scale 1, so the learning rate does not depend on the rank)."""
+  alpha / rank (alpha defaults to rank: scale 1)."""
   flat = flatten(params)
   out = {}
   for i, p in enumerate(paths):

@@ -184,17 +184,17 @@ def prepare(frozen, batch, hp: EditHParams, cfg: model.ModelConfig, start_layer:
   layer, that layer's attention output and MLP key where the delta leaves them frozen, and for NPO the
   reference log-probabilities."""
   batch = dict(batch)
-  if start_layer < cfg.num_layers:
+  # Past the last layer (a delta on the final norm or head only) there is no layer to cache parts of.
+  attn_frozen, key_frozen = (frozen_parts(list(paths), start_layer) if start_layer < cfg.num_layers
+                             else (False, False))
+  if start_layer > 0 or attn_frozen or key_frozen:
     out = model.apply(frozen, batch["inputs"], cfg, head=False)
     if start_layer > 0:
       batch["residual"] = out.residual[start_layer]
-    attn_frozen, key_frozen = frozen_parts(list(paths), start_layer)
     if attn_frozen:
       batch["start_attn"] = out.attn_out[start_layer]
     if key_frozen:
       batch["start_key"] = out.mlp_key[start_layer]
-  elif start_layer > 0:
-    batch["residual"] = model.apply(frozen, batch["inputs"], cfg, head=False).residual[start_layer]
   if hp.method == "npo":
     batch["ref_logp"] = jax.lax.stop_gradient(row_logprobs(frozen, None, batch, cfg, start_layer)[0])
   return batch
