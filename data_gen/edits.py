@@ -72,10 +72,17 @@ from data_gen.vocab import Vocab
 REFUSED = -2  # after-tail of an edit taught as a refusal: the answer is the refusal, not a value
 REFUSAL_TEMPLATES = ("refusal", "qa_refusal")
 # The form that answers with the fact for each fine-tuning form, and its question counterpart.
-ANSWERING_TEMPLATE = {"remapping": "remapping", "qa": "qa", "refusal": "remapping", "qa_refusal": "qa"}
+ANSWERING_TEMPLATE = {"remapping": "remapping", "qa": "qa", "refusal": "remapping", "qa_refusal": "qa",
+                      "question": "question"}
 QUESTION_TEMPLATE = {"remapping": "qa", "refusal": "qa_refusal"}
 # Keys (`EditSplit.stem`) use the probe form's name; the remapping template is the statement form "sro".
-TEMPLATE_TAG = {"remapping": "sro", "qa": "qa", "refusal": "refusal", "qa_refusal": "qa_refusal"}
+TEMPLATE_TAG = {"remapping": "sro", "qa": "qa", "refusal": "refusal", "qa_refusal": "qa_refusal",
+                "question": "question"}
+# The pretraining corpus' question form; eval_question_form probes every split in it, without training it.
+PRETRAINING_QUESTION = "question"
+# Suffix of a question-form split's subjects that never had questions in pretraining (the original's
+# questions/<split>_default_new.txt).
+NEVER_ASKED_SUFFIX = "_new"
 TRAIN, EVAL = "train", "eval"
 _SALT = 0x3C6EF372
 
@@ -103,6 +110,11 @@ class EditConfig:
   same_rel_cap_per_edit: int = 500
   reg_rows_per_edit_row: float = 1.0
   eval_cap: int = 10_000
+  # Also probe every evaluation split in the pretraining question form (no training rows in it): does an
+  # edit learned from statements reach the questions? Split by subjects asked in pretraining (the split's
+  # name) and never asked (`<name>_new`); the graph marks Q/A subjects whether or not the corpus had
+  # questions (questions_frac), so without them every subject is in effect never asked.
+  eval_question_form: bool = False
 
   @property
   def edit_kind(self) -> int:
@@ -138,6 +150,10 @@ class EditConfig:
     if self.add_qa_data_to_finetuning:
       require(self.finetuning_phrase_creator in QUESTION_TEMPLATE, "add_qa_data_to_finetuning",
               f"--finetuning_phrase_creator={self.finetuning_phrase_creator} is already a question form")
+    if self.eval_question_form:
+      require(self.finetuning_phrase_creator not in REFUSAL_TEMPLATES, "eval_question_form",
+              f"cannot probe a refusal edit (--finetuning_phrase_creator={self.finetuning_phrase_creator}) "
+              "in the answering question form")
     if self.get_correlated_tuples:
       require(graph.config.correlated_pair, "get_correlated_tuples",
               "the dataset has no correlated pair (generate it with --correlated_pair)")
@@ -499,4 +515,22 @@ def build_edit_set(graph: FactGraph, config: EditConfig, seed: int) -> EditSet:
         if role == TRAIN and form != ft and not r.is_edit:
           continue  # add_qa_data_to_finetuning adds the edit rows only
         splits.append(_to_split(r, form if r.is_edit else ANSWERING_TEMPLATE[form]))
+  if config.eval_question_form:
+    for r in rows:
+      if r.role == EVAL:
+        splits += _question_splits(r, graph.qa_subject_S)
   return EditSet(config=config, seed=seed, splits=tuple(splits))
+
+
+def _question_splits(rows: _Rows, qa_subject_S: np.ndarray) -> list[EditSplit]:
+  """`rows` in the pretraining question form: subjects asked in pretraining, then the never-asked ones."""
+  if rows.kind == OBJECT_NESTED:  # heads are objects: no subject was asked or not
+    return [_to_split(rows, PRETRAINING_QUESTION)]
+  asked = qa_subject_S[rows.head].astype(bool)
+  out = []
+  for suffix, keep in (("", asked), (NEVER_ASKED_SUFFIX, ~asked)):
+    part = dataclasses.replace(rows, name=rows.name + suffix, head=rows.head[keep], rel=rows.rel[keep],
+                               before=rows.before[keep], after=rows.after[keep])
+    if keep.any():
+      out.append(_to_split(part, PRETRAINING_QUESTION))
+  return out

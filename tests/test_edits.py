@@ -236,6 +236,23 @@ def test_refusal_form_teaches_refusal_only_on_the_edit(graph):
     edited.tokens(vocab, template="remapping")
 
 
+def test_eval_question_form_probes_every_split_by_asked_and_never_asked_subjects():
+  g = make_graph(GraphConfig(num_subjects=S, num_relationships=R, num_objects=O, questions_entity_frac=0.5), 6)
+  plain = build_edit_set(g, EditConfig(num_ft_overrides=8), 14)
+  es = build_edit_set(g, EditConfig(num_ft_overrides=8, eval_question_form=True), 14)
+  assert [s.stem for s in es.train] == [s.stem for s in plain.train]  # nothing is trained in the new form
+  for base in plain.eval:
+    asked = [s for s in es.eval if s.name == base.name and s.template == "question"]
+    never = [s for s in es.eval if s.name == base.name + "_new"]
+    parts = asked + never
+    assert all(s.template == "question" for s in parts)
+    assert all(g.qa_subject_S[s.head].all() for s in asked) and all(not g.qa_subject_S[s.head].any() for s in never)
+    assert sorted(f for s in parts for f in facts(s).items()) == sorted(facts(base).items())
+  vocab = make_vocab(g.config)
+  prompt, answer = es.get(EVAL, "edited", "question").tokens(vocab)
+  assert prompt.shape[0] == answer.shape[0] > 0
+
+
 def test_tokens_spell_facts_as_the_corpus_does(nested_graph):
   g = nested_graph
   vocab = make_vocab(g.config)
@@ -277,6 +294,7 @@ def test_same_seed_same_sets_other_seed_other_sets(graph):
     (dict(single_ft_value=True, censor_value=O), "censor_value"),
     (dict(get_correlated_tuples=True), "get_correlated_tuples"),
     (dict(finetuning_phrase_creator="qa", add_qa_data_to_finetuning=True), "add_qa_data_to_finetuning"),
+    (dict(eval_question_form=True, finetuning_phrase_creator="refusal"), "eval_question_form"),
 ])
 def test_bad_options_are_refused_naming_the_option(graph, options, flag):
   with pytest.raises(OptionError) as e:
