@@ -99,3 +99,37 @@ def test_bootstrap_ci_is_seeded_weighted_and_drops_missing_units():
   assert low <= point <= high and 0 <= low and high <= 1
   assert stats.bootstrap_ci(np.ones(10)) == (1.0, 1.0)
   assert all(math.isnan(x) for x in stats.bootstrap_ci([np.nan]))
+
+
+def test_hierarchical_bootstrap_covers_the_true_mean_about_95_percent_across_seeds():
+  """Seed means spread around mu (sd 1) and units around their seed's mean (sd 2): an interval over units
+  alone ignores the seed spread and covers far less (checked here too, so the test can tell them apart)."""
+  rng = np.random.default_rng(0)
+  mu, reps, hits, hits_units_only = 0.5, 200, 0, 0
+  for r in range(reps):
+    groups = [rng.normal(rng.normal(mu, 1.0), 2.0, size=20) for _ in range(20)]
+    point, low, high = stats.hierarchical_bootstrap_ci(groups, num_resamples=300, seed=r)
+    assert point == pytest.approx(np.concatenate(groups).mean())
+    hits += low <= mu <= high
+    low1, high1 = stats.bootstrap_ci(np.concatenate(groups), n_boot=300, seed=r)
+    hits_units_only += low1 <= mu <= high1
+  assert 0.90 <= hits / reps <= 0.99, hits / reps
+  assert hits_units_only / reps < 0.8, hits_units_only / reps
+
+
+def test_hierarchical_bootstrap_weights_missing_units_and_one_seed():
+  v = [np.array([1.0, 0.0, np.nan]), np.array([0.5, 1.0])]
+  w = [np.array([2.0, 1.0, 5.0]), np.array([4.0, 0.0])]
+  point, low, high = stats.hierarchical_bootstrap_ci(v, w, seed=1)
+  assert point == pytest.approx((2 * 1.0 + 0.0 + 4 * 0.5) / 7)  # NaN and zero-weight units dropped
+  assert 0 <= low <= point <= high <= 1
+  assert stats.hierarchical_bootstrap_ci(v, w, seed=1) == (point, low, high)  # seeded
+  assert stats.hierarchical_bootstrap_ci([np.ones(5), np.ones(3)]) == (1.0, 1.0, 1.0)
+  assert all(math.isnan(x) for x in stats.hierarchical_bootstrap_ci([np.array([np.nan]), np.zeros(0)]))
+  # One seed: only units are resampled, so the interval is as wide as the ordinary bootstrap's.
+  x = np.random.default_rng(3).random(200) < 0.4
+  _, low1, high1 = stats.hierarchical_bootstrap_ci([x], num_resamples=2000, seed=0)
+  low0, high0 = stats.bootstrap_ci(x, n_boot=2000, seed=0)
+  assert abs((high1 - low1) - (high0 - low0)) < 0.02
+  with pytest.raises(ValueError, match="one array per seed"):
+    stats.hierarchical_bootstrap_ci(v, w[:1])
