@@ -5,9 +5,12 @@ r"""Retrains the model from scratch on the edited world (the retrain oracle) and
 
 W: a pretraining work dir (its config is the oracle's, with data.dir = the edited dataset and seed = each
 of --seeds); E: an edit-set folder (python -m data_gen.make_edits); --unlearned: an edit work dir in batch or
-sequential mode whose delta is the model compared with the oracle (default: W itself, unedited).
+sequential mode, on W and E (--config.edit_set_dir=E), whose delta is compared with the oracle: an unlearning
+run against a remove oracle, an edit against a remap oracle.
 Writes O/oracle.json, O/data/, O/seed_<s>/ (pretraining work dirs; a rerun resumes) and O/summary.json
-(forget_quality, oracle_agreement, the oracle's own accuracies; see behemoth_jax/oracle.py).
+(W itself against the oracle: forget_quality, oracle_agreement, the oracle's own accuracies; see
+behemoth_jax/oracle.py). With --unlearned=U, U/summary.json also gets forget_quality and oracle_agreement
+per split (every existing key kept); the oracle is trained once and reused for every U of its edit set.
 Exit status 2: an invalid option (one line `error: --option: ...`, nothing written).
 """
 
@@ -24,7 +27,8 @@ _MODE = flags.DEFINE_string("mode", "remove", "remove: the edited facts never ap
                             "they appear with their new values (editing).")
 _SEEDS = flags.DEFINE_string("seeds", "0", "Comma-separated training seeds of the oracle.")
 _STEPS = flags.DEFINE_integer("steps", 0, "Training steps of each oracle (0: the pretrained run's).")
-_UNLEARNED = flags.DEFINE_string("unlearned", "", "Edit work dir (batch/sequential) of the model to compare.")
+_UNLEARNED = flags.DEFINE_string("unlearned", "", "Edit work dir (batch/sequential, same W and edit set) of the "
+                                 "model to compare; its summary.json gets forget_quality and oracle_agreement.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Progress line while training.")
 flags.mark_flags_as_required(["pretrained", "edits", "workdir"])
 

@@ -157,7 +157,7 @@ def build(results: list[pathlib.Path], out: pathlib.Path) -> str:
       lines += [f"## Retrain oracle `{path.name}`", "",
                 f"mode {options['mode']} (the edited facts {'removed from' if options['mode'] == 'remove' else 'remapped in'} "
                 f"the corpus), training seeds {options['seeds']}, compared model: "
-                f"{options['unlearned'] or 'the pretrained model itself (no edit)'}. forget_quality = p-value of the "
+                f"{options.get('unlearned') or 'the pretrained model itself (no edit)'}. forget_quality = p-value of the "
                 "two-sample KS test between per-fact log-probabilities of the pre-edit answer under the compared "
                 "model and under the oracle (TOFU; high = indistinguishable from never having seen the facts); "
                 "`before` = the pretrained model.", ""]

@@ -191,6 +191,12 @@ ROWS = [
     (EDIT, [*LORA, "extra"], "extra"),
     (EDIT, ["--config=experiments/configs/edit.py:nosuch", *LORA[1:]], "lora"),  # lists names
     (EDIT, [*LORA, "--config.nosuch=1"], "--config.nosuch"),
+    # closed-form edits: more keys than the least-squares solve holds in the given budget (the model's shape
+    # is read from {otherwd}'s config.json before any weight is loaded), a negative budget
+    (EDIT, ["--config=experiments/configs/edit.py:memit,tiny", "--pretrained={otherwd}", "--workdir={out}",
+            "--config.solve_memory_bytes=1000000"], "--config.num_edits"),
+    (EDIT, ["--config=experiments/configs/edit.py:alphaedit,tiny", *LORA[1:], "--config.solve_memory_bytes=-1"],
+     "--config.solve_memory_bytes"),
     # --- experiments.oracle ---
     (ORACLE, ["--edits={edits}", "--workdir={out}"], "--pretrained"),
     (ORACLE, [*ORC, "--mode=nosuch"], "--mode"),
@@ -201,6 +207,8 @@ ROWS = [
     (ORACLE, ORC, "--pretrained"),  # an empty folder is not a pretraining work dir
     (ORACLE, ["--pretrained={empty}/nosuch", *ORC[1:]], "--pretrained"),
     (ORACLE, ["--pretrained={otherwd}", *ORC[1:]], "--pretrained"),  # no checkpoint
+    (ORACLE, [*ORC, "--unlearned={empty}"], "--unlearned"),  # not an edit run with one delta
+    (ORACLE, [*ORC, "--unlearned={data}"], "--unlearned"),
     # --- experiments.trace (causal tracing; --relationship out of range needs a trained run) ---
     (TRACE, ["--workdir={out}"], "--pretrained"),
     (TRACE, T, "--pretrained"),  # an empty folder is not a pretraining work dir

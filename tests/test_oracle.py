@@ -84,12 +84,12 @@ def test_oracle_without_the_forgotten_facts_answers_them_at_chance_and_keeps_the
   edit_files.write_edit_set(tmp_path / "e", es, ds.vocab)
   summary = oracle.run(tmp_path / "w", tmp_path / "e", tmp_path / "o", "remove", [0], 300)
   chance = 1 / ds.graph.num_objects
-  forget = summary["edited/sro"]
+  forget = summary["edited"]
   # Never seen: the old answers are not recalled (4 facts: 0 or 1 hit by luck; chance is 1/8).
   assert forget["oracle_exact_match_old"]["after"] <= 0.25
   assert forget["oracle_exact_match"]["after"] <= 0.5
-  assert summary["reg_data/sro"]["oracle_exact_match"]["after"] >= 0.9  # the other facts are kept
-  assert summary["with_same_rel/sro"]["oracle_exact_match"]["after"] >= 0.9
+  assert summary["reg_data"]["oracle_exact_match"]["after"] >= 0.9  # the other facts are kept
+  assert summary["with_same_rel"]["oracle_exact_match"]["after"] >= 0.9
   fq = forget["forget_quality"]
   assert 0 <= fq["after"] <= 1 and fq["method"] == "exact" and fq["n"] == 4
   assert json.loads((tmp_path / "o" / "summary.json").read_text()) == summary
@@ -141,3 +141,46 @@ def test_report_writes_markdown_and_plots_and_the_same_bytes_twice(tmp_path):
     assert f"]({png})" in text
     assert (outs[0] / png).read_bytes() == (outs[1] / png).read_bytes()
   assert (outs[1] / "report.md").read_text() == text
+
+
+@pytest.mark.slow
+def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summary(tiny_run, tmp_path):
+  """(~1 min on 2 busy cores) A tiny unlearning run (batch) and a tiny oracle (a few steps: its quality does not matter here) on one
+  edit set: the run's summary.json gains the two metrics per split, keeps every key, and a rerun (which
+  reuses the trained oracle) writes the same bytes."""
+  import json
+  from behemoth_jax import edit_runner, oracle
+  from data_gen import edit_files
+  from experiments.configs import edit as edit_configs
+  from behemoth_jax import pretrained
+  ds = trainer.load_dataset(pretrained.read_config(tiny_run))
+  es = build_edit_set(ds.graph, EditConfig(num_ft_overrides=4), seed=0)
+  edit_files.write_edit_set(tmp_path / "e", es, ds.vocab)
+  c = edit_configs.get_config("ga,tiny")
+  c.mode, c.steps, c.edit_set_dir = "batch", 5, str(tmp_path / "e")
+  edit_runner.run(c, tiny_run, tmp_path / "u")
+  before = json.loads((tmp_path / "u" / "summary.json").read_text())
+  compared = oracle.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
+  after = json.loads((tmp_path / "u" / "summary.json").read_text())
+  assert set(after) == set(before)  # the engine's split keys, nothing renamed
+  for split, by_metric in before.items():
+    for metric, v in by_metric.items():
+      assert after[split][metric] == v  # every existing entry kept as it was
+    assert after[split]["oracle_agreement"] == {**compared[split]["oracle_agreement"],
+                                                "oracle": str((tmp_path / "o").absolute())}
+    assert 0 <= after[split]["oracle_agreement"]["after"] <= 1
+  fq = after["edited"]["forget_quality"]
+  assert 0 <= fq["after"] <= 1 and fq["n"] == 4 and len(fq["per_seed"]) == 1
+  assert "forget_quality" not in after["reg_data"]  # only the forget set has one
+  first = (tmp_path / "u" / "summary.json").read_bytes()
+  oracle.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
+  assert (tmp_path / "u" / "summary.json").read_bytes() == first
+  # The oracle's own summary (the pretrained model itself) uses the same keys.
+  own = json.loads((tmp_path / "o" / "summary.json").read_text())
+  assert set(own) == set(before) and own["edited"]["forget_quality"]["after"] == own["edited"]["forget_quality"]["before"]
+  # A run on another edit set is refused, naming the option.
+  other = build_edit_set(ds.graph, EditConfig(num_ft_overrides=4), seed=1)
+  edit_files.write_edit_set(tmp_path / "e1", other, ds.vocab)
+  with pytest.raises(ValueError, match="--unlearned: .* edited other facts than --edits"):
+    oracle.run(tiny_run, tmp_path / "e1", tmp_path / "o1", "remove", [0], 10, tmp_path / "u")
+  assert not (tmp_path / "o1").exists()
