@@ -119,13 +119,26 @@ def optimize_value(frozen, batch, cfg: model.ModelConfig, layer: int, steps: int
 
 def rome_delta(frozen, batch, cov_inv_FxF, cfg: model.ModelConfig, layer: int, steps: int,
                learning_rate: float, kl_weight: float, key_position: str = "subject"):
-  """One fact's rank-one edit of layers/<layer>/mlp/down/kernel (batch: as `optimize_value`). Returns
-  (delta, loss per step)."""
+  """One fact's rank-one edit of layers/<layer>/mlp/down/kernel (batch: as `optimize_value`), all on the
+  device in float32 (jittable). Returns (delta, loss per step). The runner's trainers factor on the host in
+  float64 instead (rank_one_factors): C^-1 of GELU keys is ill-conditioned, and float32 products with it
+  depend on summation order (one device against several gave different edits)."""
   vec, k_star, loss = optimize_value(frozen, batch, cfg, layer, steps, learning_rate, kl_weight, key_position)
   u = cov_inv_FxF.astype(jnp.float32) @ k_star
   a = u / jnp.dot(u, k_star)
   delta = deltas.unflatten({down_path(layer): deltas.LowRank(a=a[:, None], b=vec[None, :], scale=1.0)})
   return delta, loss
+
+
+def rank_one_factors(vec_NxD, k_star_NxF, cov_inv_FxF, layer: int):
+  """Per fact the rank-one delta (host, float64 products): a = C^-1 k* / (k*^T C^-1 k*), b = delta*, so
+  k* dW = delta* exactly. Leading axis N (facts): LowRank(a [N, F, 1], b [N, 1, D])."""
+  K = np.asarray(k_star_NxF, np.float64)
+  U = K @ np.asarray(cov_inv_FxF, np.float64)  # C^-1 is symmetric
+  a = U / np.sum(U * K, axis=-1, keepdims=True)
+  vec = np.asarray(vec_NxD, np.float32)
+  return deltas.unflatten({down_path(layer): deltas.LowRank(a=a.astype(np.float32)[:, :, None],
+                                                            b=vec[:, None, :], scale=1.0)})
 
 
 def inverse_covariance(cov_FxF: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
@@ -175,11 +188,6 @@ def alphaedit_solve(P_FxF, keys_nxF, resid_nxD, prev_keys_pxF=None, reg: float =
 # ---- glue for the execution modes (host side) ----------------------------------------------------------
 
 
-def default_layer(hp_layer: int, num_layers: int) -> int:
-  """hp.layer, or with -1 the middle layer (L - 1) // 2 (causal tracing on `small` is in WORKSPACE.md)."""
-  return (num_layers - 1) // 2 if hp_layer < 0 else hp_layer
-
-
 def kl_prompts(edit_set, dataset, heads, relationships) -> tuple[np.ndarray, np.ndarray]:
   """Per edit, the prompts of its subject's other facts (every other relationship, in the edit's training
   template): (tokens [F, R - 1, P], valid [F, R - 1]); one invalid dummy row when R = 1."""
@@ -211,13 +219,27 @@ def rome_extras(plan, edit_set, dataset) -> dict:
 
 
 def make_rome_trainer(cfg: model.ModelConfig, layer: int, steps: int, learning_rate: float, kl_weight: float,
-                      cov_inv_FxF: np.ndarray, key_position: str = "subject"):
+                      cov_inv_FxF: np.ndarray, key_position: str = "subject", mesh=None):
   """`(frozen, batch [F, ...], keys [F]) -> (deltas [F, ...], losses [F, steps])` like
-  editing.make_independent_trainer (keys unused: the edit is deterministic)."""
-  fn = jax.jit(jax.vmap(lambda fz, b, ci: rome_delta(fz, b, ci, cfg, layer, steps, learning_rate, kl_weight,
-                                                     key_position), in_axes=(None, 0, None)))
-  cov_inv = jnp.asarray(cov_inv_FxF, jnp.float32)
-  return lambda frozen, batch, keys: fn(frozen, batch, cov_inv)
+  editing.make_independent_trainer (keys unused: the edit is deterministic): the value optimisation
+  vmapped over facts in one jitted program, the rank-one factors on the host in float64
+  (rank_one_factors). With a mesh, the facts are split along its `facts` axis (each device optimises its
+  share; the frozen model on every device)."""
+  values = jax.vmap(lambda fz, b: optimize_value(fz, b, cfg, layer, steps, learning_rate, kl_weight,
+                                                 key_position), in_axes=(None, 0))
+  if mesh is None:
+    fn = jax.jit(values)
+  else:
+    from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+    facts, rep = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])), NamedSharding(mesh, PartitionSpec())
+    fn = jax.jit(values, in_shardings=(rep, facts), out_shardings=(facts, facts, facts))
+
+  def train(frozen, batch, keys):
+    del keys
+    vec, k_star, loss = fn(frozen, batch)
+    return rank_one_factors(vec, k_star, cov_inv_FxF, layer), loss
+
+  return train
 
 
 def _mean_over_rows(x_NxL_, pos_N, w_N):
@@ -239,33 +261,109 @@ def make_state_probe(cfg: model.ModelConfig, layers: tuple[int, ...], last: int,
   return jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
 
 
-def least_squares_delta(params, cfg: model.ModelConfig, batch, layers: list[int], covs: dict, hp,
-                        null_space: bool = False, threshold: float = 1e-2):
-  """Every fact of `batch` ([F, ...]: the independent plan's rows plus rome_extras) in one update of the
-  down-projections of `layers` (MEMIT's spread; AlphaEdit with null_space=True). Returns (delta with
-  LowRank factors of rank F per layer, value-optimisation loss [F, steps]).
+def map_fact_chunks(fn, batch, chunk: int):
+  """fn over `batch` ([F, ...] arrays) in chunks of `chunk` facts (the last padded by repeating its last
+  fact: one compile for every chunk), outputs concatenated on the host and cut back to F. Device memory
+  then grows with the chunk, not with F."""
+  F = next(iter(jax.tree.leaves(batch))).shape[0]
+  size = max(1, min(chunk, F))
+  parts = []
+  for start in range(0, F, size):
+    idx = np.minimum(np.arange(start, start + size), F - 1)
+    out = fn(jax.tree.map(lambda x: x[idx], batch))
+    parts.append(jax.tree.map(lambda x: np.asarray(x)[:min(size, F - start)], out))
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def least_squares_factors(cov_FxF, keys_nxF, lam: float, projector_FxF=None, prev_keys_pxF=None) -> np.ndarray:
+  """A [F, n] with dW = A R for residuals R [n, D] (float64, host): MEMIT's (lam C + K^T K)^-1 K^T, or with
+  a null-space projector P AlphaEdit's (P (K^T K + Kp^T Kp) P + lam I)^-1 P K^T (Kp: earlier edits' keys,
+  whose outputs the update must also leave in place). Factors, so a layer's update stays rank <= n."""
+  K = np.asarray(keys_nxF, np.float64)
+  if projector_FxF is None:
+    return np.linalg.solve(lam * np.asarray(cov_FxF, np.float64) + K.T @ K, K.T)
+  P = np.asarray(projector_FxF, np.float64)
+  M = K.T @ K
+  if prev_keys_pxF is not None and len(prev_keys_pxF):
+    Kp = np.asarray(prev_keys_pxF, np.float64)
+    M = M + Kp.T @ Kp
+  return np.linalg.solve(P @ M @ P + lam * np.eye(len(P)), P @ K.T)
+
+
+def make_least_squares_editor(cfg: model.ModelConfig, layers: list[int], covs: dict, hp, null_space: bool = False,
+                              threshold: float = 1e-2, chunk: int = 64):
+  """`edit(params, batch [F, ...], prev_keys {layer: [p, Fk]} | None) -> (delta, value loss [F, steps],
+  keys {layer: [F, Fk]})`: every fact of `batch` (the independent plan's rows plus rome_extras) in one
+  update of the down-projections of `layers` (MEMIT's spread; AlphaEdit with null_space=True, whose
+  projector comes from C and whose solve also keeps prev_keys' outputs). The jitted parts are built once
+  here, so calling `edit` once per sequential step compiles nothing new.
 
   Targets: delta*_i optimised at the last layer as for rank-one edits; z_i = the stream after the last
   layer + delta*_i. Layers in ascending order: keys under the model edited so far, the residual
-  (z_i - current stream) / (layers left) solved for with memit_solve (or alphaedit_solve on the null space
-  of C), float64 on the host."""
+  (z_i - current stream) / (layers left), solved in float64 on the host (least_squares_factors) and stored
+  as LowRank(a = A [Fk, F], b = R [F, D]) per layer (rank <= F), never as a dense kernel per fact."""
   last = layers[-1]
   values = jax.jit(jax.vmap(lambda fz, b: optimize_value(fz, b, cfg, last, hp.steps, hp.learning_rate,
-                                                         hp.kl_weight, hp.key_position), in_axes=(None, 0)))
-  vec_FxD, _, loss = values(params, batch)
+                                                         hp.kl_weight, hp.key_position)[::2], in_axes=(None, 0)))
   probe = make_state_probe(cfg, tuple(layers), last, hp.key_position)
-  _, out0 = probe(params, None, batch)
-  z = np.asarray(out0, np.float64) + np.asarray(vec_FxD, np.float64)
-  flat = {}
-  for i, l in enumerate(layers):
-    keys, cur = probe(params, deltas.unflatten(flat) if flat else None, batch)
-    K = np.asarray(keys[l], np.float64)
-    R = (z - np.asarray(cur, np.float64)) / (len(layers) - i)
-    if null_space:
-      P = null_space_projector(covs[l], threshold)
-      A = np.linalg.solve(P @ (K.T @ K) @ P + hp.lam * np.eye(len(P)), P @ K.T)  # dW = A R
-    else:
-      A = np.linalg.solve(hp.lam * np.asarray(covs[l], np.float64) + K.T @ K, K.T)
-    # dW = A R with A [F, n], R [n, D]: stored as factors (rank <= n), never as a dense kernel per fact.
-    flat[down_path(l)] = deltas.LowRank(a=jnp.asarray(A, jnp.float32), b=jnp.asarray(R, jnp.float32), scale=1.0)
-  return deltas.unflatten(flat), loss
+  projectors = {l: null_space_projector(covs[l], threshold) for l in layers} if null_space else {}
+
+  def edit(params, batch, prev_keys=None):
+    vec_FxD, loss = map_fact_chunks(lambda b: values(params, b), batch, chunk)
+    _, out0 = map_fact_chunks(lambda b: probe(params, None, b), batch, chunk)
+    z = np.asarray(out0, np.float64) + np.asarray(vec_FxD, np.float64)
+    flat, used = {}, {}
+    for i, l in enumerate(layers):
+      current = deltas.unflatten(flat) if flat else None
+      keys, cur = map_fact_chunks(lambda b, d=current: probe(params, d, b), batch, chunk)
+      used[l] = np.asarray(keys[l], np.float64)
+      R = (z - np.asarray(cur, np.float64)) / (len(layers) - i)
+      A = least_squares_factors(covs[l], used[l], hp.lam, projectors.get(l),
+                                None if prev_keys is None else prev_keys.get(l))
+      flat[down_path(l)] = deltas.LowRank(a=jnp.asarray(A, jnp.float32), b=jnp.asarray(R, jnp.float32), scale=1.0)
+    return deltas.unflatten(flat), loss, used
+
+  return edit
+
+
+def least_squares_delta(params, cfg: model.ModelConfig, batch, layers: list[int], covs: dict, hp,
+                        null_space: bool = False, threshold: float = 1e-2, chunk: int = 64):
+  """One least-squares update of every fact of `batch` (make_least_squares_editor, no earlier edits):
+  (delta, value-optimisation loss [F, steps])."""
+  delta, loss, _ = make_least_squares_editor(cfg, layers, covs, hp, null_space, threshold, chunk)(params, batch)
+  return delta, loss
+
+
+# ---- how many keys fit --------------------------------------------------------------------------------------
+
+
+def solve_bytes(num_keys: int, mlp_width: int, width: int, layers: int, eval_tokens: int) -> int:
+  """Bytes a least-squares edit of `num_keys` facts over `layers` down-projections holds at once: on the
+  host in float64, each fact's target, stream and residual vectors (5 x [n, D]), its keys at every layer
+  ([n, Fk] per layer, kept for alphaedit's later steps), the solve's right-hand side and factor
+  ([Fk, n] twice) and the [Fk, Fk] matrices (C, K^T K, the projector, the system: 4); on the device in
+  float32, the delta's factors (a [Fk, n], b [n, D] per layer) and, while scoring under it, one
+  evaluation chunk's x a ([eval_tokens, n]). The value optimisation and key probes run in chunks of facts,
+  so they do not grow with n."""
+  n, Fk, D = int(num_keys), int(mlp_width), int(width)
+  host = 8 * (5 * n * D + layers * n * Fk + 2 * Fk * n + 4 * Fk * Fk)
+  device = 4 * (layers * (Fk * n + n * D) + eval_tokens * n)
+  return host + device
+
+
+def max_keys(budget_bytes: int, mlp_width: int, width: int, layers: int, eval_tokens: int) -> int:
+  """The largest n with solve_bytes(n, ...) <= budget_bytes (0 when not even one fits)."""
+  fixed = solve_bytes(0, mlp_width, width, layers, eval_tokens)
+  per_key = solve_bytes(1, mlp_width, width, layers, eval_tokens) - fixed
+  return max(0, (int(budget_bytes) - fixed) // per_key)
+
+
+def available_bytes() -> int:
+  """Memory the solve may use here: the host's available physical memory, and the accelerator's free
+  memory where the backend reports it (the smaller of the two)."""
+  import os  # pylint: disable=g-import-not-at-top
+  avail = [os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
+  stats = jax.devices()[0].memory_stats() or {}
+  if "bytes_limit" in stats:
+    avail.append(int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)))
+  return int(min(avail))

@@ -55,7 +55,8 @@ class EditHParams:
   b2: float = 0.999
   batch_size: int = 32  # rows per step in batch mode (independent edits train on all their rows)
   # Closed-form methods (closed_form.py). layer: the edited MLP (memit/alphaedit: the last of `span`
-  # layers); -1 = the middle layer (L - 1) // 2.
+  # layers); -1 = traced: the edit binary picks it by causal tracing (edit_runner.traced_layer); a caller
+  # that does not trace gets the middle layer (L - 1) // 2.
   layer: int = -1
   span: int = 1
   kl_weight: float = 0.0625  # rome: weight of the KL term on the subject's other facts (ROME's value)
@@ -100,7 +101,7 @@ class EditHParams:
 def closed_form_layers(num_layers: int, hp: EditHParams) -> list[int]:
   """The MLP layers a closed-form method edits, or a ValueError naming --config.layer / --config.span."""
   if not -1 <= hp.layer < num_layers:
-    raise ValueError(f"--config.layer: must be in [0, {num_layers - 1}] (or -1: the middle layer), "
+    raise ValueError(f"--config.layer: must be in [0, {num_layers - 1}] (or -1: traced), "
                      f"got {hp.layer}")
   last = (num_layers - 1) // 2 if hp.layer < 0 else hp.layer
   if hp.span > last + 1:

@@ -57,6 +57,9 @@ def hparams(config) -> edit_methods.EditHParams:
 
 def validate(config) -> None:
   hparams(config)
+  _need(int(config.solve_memory_bytes) == config.solve_memory_bytes and config.solve_memory_bytes >= 0,
+        "solve_memory_bytes", f"must be an integer >= 0 (0: the memory available here), "
+        f"got {config.solve_memory_bytes}")
   _need(config.mode in edit_methods.MODES, "mode", f"must be one of {', '.join(edit_methods.MODES)}, "
         f"got {config.mode!r}")
   _need(config.loss_on in edit_data.LOSS_ON, "loss_on", f"must be one of {', '.join(edit_data.LOSS_ON)}, "
@@ -72,11 +75,31 @@ def validate(config) -> None:
   if config.method == "rome":  # one rank-one edit per fact, each from the frozen model
     _need(config.mode in ("independent", "sequential"), "mode",
           f"must be independent or sequential for method rome, got {config.mode!r}")
-  if config.method in ("memit", "alphaedit"):  # one least-squares update for every fact
-    _need(config.mode == "batch", "mode", f"must be batch for method {config.method}, got {config.mode!r}")
+  if config.method in ("memit", "alphaedit"):  # one least-squares update of every fact, or one per fact
+    _need(config.mode in ("batch", "sequential"), "mode",
+          f"must be batch or sequential for method {config.method}, got {config.mode!r}")
   if config.method in edit_methods.UNLEARNING:
     _need(config.edit_set.finetuning_phrase_creator not in ("refusal", "qa_refusal"),
           "edit_set.finetuning_phrase_creator", f"must be an answering form for method {config.method}")
+
+
+def check_solve_fits(config, model_config, num_keys: int) -> None:
+  """memit / alphaedit: refuse (ValueError naming --config.num_edits) more keys than the least-squares
+  solve can hold in `config.solve_memory_bytes` (0: what this machine has available,
+  closed_form.available_bytes). model_config: the pretraining config's `model` (width, mlp_ratio,
+  max_len), read before any weight is loaded."""
+  if config.method not in ("memit", "alphaedit"):
+    return
+  budget = int(config.solve_memory_bytes) or closed_form.available_bytes()
+  dims = dict(mlp_width=model_config.width * model_config.mlp_ratio, width=model_config.width, layers=config.span,
+              eval_tokens=config.eval_chunk * model_config.max_len)
+  most = closed_form.max_keys(budget, **dims)
+  if num_keys > most:
+    need = closed_form.solve_bytes(num_keys, **dims)
+    where = "set by --config.solve_memory_bytes" if config.solve_memory_bytes else "available here"
+    raise ValueError(f"--config.num_edits: at most {most} keys fit {config.method}'s least-squares solve on this "
+                     f"model ({need / 2**20:.1f} MiB needed for {num_keys}, {budget / 2**20:.1f} MiB {where}), "
+                     f"got {num_keys}")
 
 
 def load_pretrained_checked(pretrained_dir):
@@ -168,11 +191,10 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
   mesh = editing.facts_mesh() if ndev > 1 and config.chunk % ndev == 0 else None
   if hp.method == "rome":
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
-    mesh = None  # not sharded yet: one device runs the vmapped closed-form edits
     layer = int(paths[0].split("/")[1])
     cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir))[layer]
     trainer = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
-                                            closed_form.inverse_covariance(cov), hp.key_position)
+                                            closed_form.inverse_covariance(cov), hp.key_position, mesh)
   else:
     trainer = editing.make_independent_trainer(cfg, hp, paths, mesh)
   if mesh is not None:  # the frozen model on every device, each edit's delta on one
@@ -342,10 +364,17 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
     layer = int(paths[0].split("/")[1])
     cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir))[layer]
-    cov_inv = jax.numpy.asarray(closed_form.inverse_covariance(cov), jax.numpy.float32)
-    one = jax.jit(lambda fz, b: closed_form.rome_delta(fz, b, cov_inv, cfg, layer, hp.steps, hp.learning_rate,
-                                                       hp.kl_weight, hp.key_position))
-    train, track = (lambda fz, b, k: one(fz, b)), 64
+    vmapped = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
+                                            closed_form.inverse_covariance(cov), hp.key_position)
+
+    def one(frozen, batch, key):  # a batch of one fact through the vmapped trainer
+      delta, loss = vmapped(frozen, jax.tree.map(lambda x: x[None], batch), None)
+      return jax.tree.map(lambda x: x[0], delta), loss[0]
+
+    train, track = one, 64
+  elif hp.method in ("memit", "alphaedit"):
+    plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
+    train, track = _sequential_least_squares(hp, params, cfg, paths, dataset, pretrained_dir), 64
   bar = progress.Progress(plan.num_edits, "edits", enabled=lead and config.progress, min_interval=0.0)
   records = []
 
@@ -366,6 +395,27 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
                          "delta": deltas.describe(composed)["norm"]}
 
 
+def _sequential_least_squares(hp, params, cfg, paths, dataset, pretrained_dir):
+  """The `train` step of sequential memit / alphaedit: one least-squares update of the step's fact on the
+  model with every earlier update merged (covariance: the pretrained model's, as for rome). alphaedit's
+  solve also holds every earlier edit's keys in place (AlphaEdit's Kp term): the step function keeps
+  them, so it is only for one run_sequential pass, in edit order."""
+  layers = [int(p.split("/")[1]) for p in paths]
+  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir))
+  null_space = hp.method == "alphaedit"
+  editor = closed_form.make_least_squares_editor(cfg, layers, covs, hp, null_space=null_space, chunk=1)
+  earlier = {l: np.zeros((0, cfg.mlp_width)) for l in layers}
+
+  def train(frozen, batch, key):
+    del key  # deterministic
+    delta, loss, keys = editor(frozen, jax.tree.map(lambda x: x[None], batch), earlier if null_space else None)
+    for l in layers:
+      earlier[l] = np.concatenate([earlier[l], keys[l]])
+    return delta, loss[0]
+
+  return train
+
+
 def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
                            dataset=None, pretrained_dir=None):
   """memit / alphaedit: every fact in one least-squares update of the down-projections of `paths`
@@ -379,12 +429,47 @@ def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, e
   batch = editing.batch_of(plan.rows, plan.is_edit)
   batch.update({k: jax.numpy.asarray(v) for k, v in plan.extra.items()})
   delta, loss = closed_form.least_squares_delta(params, cfg, batch, layers, covs, hp,
-                                                null_space=hp.method == "alphaedit")
+                                                null_space=hp.method == "alphaedit", chunk=config.chunk)
   train_s = time.perf_counter() - t0
   rows, summary = _measure_delta(config, workdir, delta, evaluator, params, evals, "batch", "batch")
   return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s, "covariance_s": cov_s,
                          "value_loss_final": float(np.mean(np.asarray(loss)[:, -1])),
                          "delta": deltas.describe(delta)["norm"]}
+
+
+def traced_layer(config, hp, params, cfg, edit_set, dataset):
+  """(hp with `layer` set, what was traced) for a closed-form method with layer -1: causal tracing of the
+  pretrained model on the edited facts as it knows them (pre-edit answers, in the edited split's template;
+  only the facts it answers), restoring one MLP output at a time at the key position (hp.key_position);
+  the edited layer is the last of the `span` consecutive MLPs with the largest summed mean indirect
+  effect (tracing.pick_layer). A ValueError names --config.layer when nothing can be traced."""
+  from behemoth_jax import tracing  # pylint: disable=g-import-not-at-top
+  from data_gen.corpus import OBJECT_NESTED  # pylint: disable=g-import-not-at-top
+  from data_gen.edits import EVAL  # pylint: disable=g-import-not-at-top
+  L = cfg.num_layers
+  _need(hp.span <= L, "span", f"must be in [1, {L}] (the model has {L} MLP layers), got {hp.span}")
+  split = next((s for s in edit_set.eval if s.role == EVAL and s.name == "edited"), None)
+  _need(split is not None and split.kind != OBJECT_NESTED, "layer",
+        "-1 (traced) needs subject-object or subject-nested edits (the subject is what tracing corrupts); "
+        f"give a layer in [0, {L - 1}]")
+  if split.template not in ("remapping", "qa"):  # refusal forms: trace the answering counterpart
+    split = dataclasses.replace(split, template="qa" if "qa" in split.template else "remapping")
+  prompt, answer, subject, last_subject = tracing.fact_probes(dataset, split)
+  ok = tracing.known(params, cfg, prompt, answer)
+  _need(bool(ok.any()), "layer", f"-1 (traced) needs facts the model knows; it answers none of the {len(ok)} "
+        f"edited facts before the edit; give a layer in [0, {L - 1}]")
+  eff = tracing.mean_effects(params, cfg, prompt[ok], subject[ok], answer[ok], jax.random.key(config.seed),
+                             components=("mlp",))
+  position = prompt.shape[1] - 1 if hp.key_position == "last" else int(np.bincount(last_subject[ok]).argmax())
+  mlp = eff["components"]["mlp"]
+  layer = tracing.pick_layer(mlp["mean"], position, hp.span)
+  info = {"layer": layer, "layers": list(range(layer - hp.span + 1, layer + 1)), "key_position": hp.key_position,
+          "position": position, "prompt_length": int(prompt.shape[1]),
+          "mlp_indirect_effect_by_layer": [round(float(x), 6) for x in mlp["mean"][:, position]],
+          "mlp_indirect_effect_sem": [round(float(x), 6) for x in mlp["sem"][:, position]],
+          "num_probes": eff["num_probes"], "num_edited_facts": int(len(ok)), "clean_p": eff["clean_p"],
+          "corrupted_p": eff["corrupted_p"], "noise_std": eff["noise_std"]}
+  return dataclasses.replace(hp, layer=layer), info
 
 
 _MODES = {"independent": _run_independent, "batch": _run_batch, "sequential": _run_sequential}
@@ -394,10 +479,22 @@ def run(config, pretrained_dir, workdir) -> dict:
   """Runs (or resumes) one edit configuration; returns summary.json's content."""
   validate(config)
   hp = hparams(config)
+  if not config.edit_set_dir:  # the builder makes num_edits edits: refuse too many before loading weights
+    try:
+      shape = pretrained.read_config(pretrained_dir).model
+    except (pretrained.PretrainedError, OSError, ValueError, KeyError):
+      shape = None  # load_pretrained_checked names --pretrained below
+    if shape is not None:
+      check_solve_fits(config, shape, config.num_edits)
   params, cfg, dataset = load_pretrained_checked(pretrained_dir)
   edit_set = edit_set_of(config, dataset)
+  trace = None
+  if hp.method in edit_methods.CLOSED_FORM and hp.layer == -1:  # the layer causal tracing points at
+    hp, trace = traced_layer(config, hp, params, cfg, edit_set, dataset)
   paths = edit_methods.resolve_paths(params, hp)
   ts = edit_data.train_set(edit_set, dataset, config.loss_on, forget=hp.forget)
+  if config.edit_set_dir:  # its own number of edits
+    check_solve_fits(config, pretrained.read_config(pretrained_dir).model, len(edit_data.edit_groups(ts)))
   evals = edit_data.eval_splits(edit_set, dataset)
   workdir = pathlib.Path(workdir)
   resolved = {**config.to_dict(), "pretrained": str(pathlib.Path(pretrained_dir).absolute())}
@@ -413,11 +510,12 @@ def run(config, pretrained_dir, workdir) -> dict:
   # Closed-form methods also need the edit set, the dataset (KL prompts, corpus covariance) and the run.
   extra = ({"edit_set": edit_set, "dataset": dataset, "pretrained_dir": pretrained_dir}
            if hp.method in edit_methods.CLOSED_FORM else {})
-  mode_fn = _run_closed_form_batch if hp.method in ("memit", "alphaedit") else _MODES[config.mode]
+  mode_fn = (_run_closed_form_batch if hp.method in ("memit", "alphaedit") and config.mode == "batch"
+             else _MODES[config.mode])
   rows, summary, info = mode_fn(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead,
                                             **extra)
   info.update(mode=config.mode, method=hp.method, targets=hp.targets, paths=paths, rank=1 if hp.method in edit_methods.CLOSED_FORM else hp.rank if hp.low_rank else None,
-              wall_s=time.perf_counter() - t0, backend=jax.default_backend(),
+              wall_s=time.perf_counter() - t0, backend=jax.default_backend(), traced=trace,
               device=jax.devices()[0].device_kind, num_devices=len(jax.devices()))
   # Every row names its run: the resolved config's hash and the seeds (edit selection, method).
   run_id = {"config_hash": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],

@@ -62,3 +62,49 @@ def trace(params, tokens_BxT, subject_BxT, answer_B, noise_BxTxD, cfg: model.Mod
 
 def draw_noise(key, shape, scale: float) -> jax.Array:
   return scale * jax.random.normal(key, shape, jnp.float32)
+
+
+# ---- facts of a dataset: probes, effects, the layer to edit -------------------------------------------------
+
+
+def fact_probes(dataset, split, answer: str = "before"):
+  """(prompt int32[N, P], first answer token int32[N], subject bool[N, P], subject's last position int32[N])
+  of an EditSplit's facts (heads are subjects: subject-object or subject-nested facts) in its template: the
+  tokens tracing corrupts are the subject's, wherever they occur in the prompt."""
+  prompt, ans = split.tokens(dataset, answer=answer)
+  head_tokens = dataset.vocab.subjects.tokens(np.asarray(split.head)).reshape(len(prompt), -1)
+  subject = (prompt[:, :, None] == head_tokens[:, None, :]).any(-1)
+  last_subject = (prompt.shape[1] - 1 - np.argmax(subject[:, ::-1], axis=1)).astype(np.int32)
+  return prompt.astype(np.int32), ans[:, 0].astype(np.int32), subject, last_subject
+
+
+def known(params, cfg: model.ModelConfig, prompt_NxP, answer_N) -> np.ndarray:
+  """bool[N]: the model's greedy next token after the prompt is the answer's first token."""
+  return np.asarray(model.forward(params, prompt_NxP, cfg)[:, -1].argmax(-1)) == np.asarray(answer_N)
+
+
+def mean_effects(params, cfg: model.ModelConfig, prompt_NxP, subject_NxP, answer_N, key, noise: float = 3.0,
+                 components=COMPONENTS) -> dict:
+  """Per component, the indirect effect (restored - corrupted probability) averaged over the probes
+  (float64 [L, P]) and its standard error; plus the clean and corrupted mean probabilities. One noise draw
+  per probe (`noise` x the embedding table's standard deviation), the same for every restoration."""
+  N, P = prompt_NxP.shape
+  scale = noise * embedding_std(params)
+  z = draw_noise(key, (N, P, cfg.width), scale)
+  out = {"num_probes": int(N), "noise_std": scale, "components": {}}
+  for component in components:
+    clean, corrupted, restored = (np.asarray(x, np.float64) for x in trace(
+        params, prompt_NxP, subject_NxP, answer_N, z, cfg, component))
+    effect = restored - corrupted[:, None, None]  # [N, L, P]
+    sem = effect.std(0, ddof=1) / np.sqrt(N) if N > 1 else np.zeros_like(effect[0])
+    out["components"][component] = {"mean": effect.mean(0), "sem": sem}
+    out["clean_p"], out["corrupted_p"] = float(clean.mean()), float(corrupted.mean())
+  return out
+
+
+def pick_layer(mlp_effect_LxP, position: int, span: int = 1) -> int:
+  """The last layer of the `span` consecutive MLP layers whose restoration at `position` has the largest
+  summed mean effect (span 1: the single most effective MLP), among windows that fit in the model."""
+  e = np.asarray(mlp_effect_LxP, np.float64)[:, position]
+  sums = np.convolve(e, np.ones(span), mode="valid")  # sums[i] = e[i] + ... + e[i + span - 1]
+  return int(np.argmax(sums)) + span - 1

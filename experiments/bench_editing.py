@@ -151,8 +151,10 @@ def measure(w: dict, repeats: int, loop_edits: int) -> dict:
 
 
 def run(quick: bool = False) -> list[dict]:
+  """The edit suite: the LoRA workload, then the closed-form rows (experiments/bench_closed_form.py)."""
+  from experiments import bench_closed_form  # pylint: disable=g-import-not-at-top
   w = QUICK if quick else WORKLOAD
-  return [measure(w, repeats=1 if quick else 3, loop_edits=8 if quick else 32)]
+  return [measure(w, repeats=1 if quick else 3, loop_edits=8 if quick else 32), *bench_closed_form.run(quick)]
 
 
 if __name__ == "__main__":

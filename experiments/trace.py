@@ -45,7 +45,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from behemoth_jax import edit_runner, model, tracing  # pylint: disable=g-import-not-at-top
+  from behemoth_jax import edit_runner, tracing  # pylint: disable=g-import-not-at-top
   from data_gen import cli  # pylint: disable=g-import-not-at-top
   from data_gen.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
   from data_gen.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
@@ -61,32 +61,25 @@ def main(argv):
   rel = np.full_like(heads, _REL.value)
   tail = ds.graph.objects_SxR[heads, _REL.value].astype(np.int32)
   split = EditSplit("trace", EVAL, SUBJECT_OBJECT, "remapping", heads, rel, tail, tail, np.ones_like(tail))
-  prompt, answer = split.tokens(ds)
-  subj = ds.vocab.subjects.tokens(heads)  # [N, tokens per subject]
-  subject = (prompt[:, :, None] == subj[:, None, :]).any(-1)  # the subject's tokens in each prompt
-  last_subject = prompt.shape[1] - 1 - np.argmax(subject[:, ::-1], axis=1)
-  ok = np.asarray(model.forward(params, prompt, cfg)[:, -1].argmax(-1)) == answer[:, 0]
-  prompt, answer, subject, last_subject = prompt[ok], answer[ok, 0], subject[ok], last_subject[ok]
+  prompt, answer, subject, last_subject = tracing.fact_probes(ds, split)
+  ok = tracing.known(params, cfg, prompt, answer)
+  prompt, answer, subject, last_subject = prompt[ok], answer[ok], subject[ok], last_subject[ok]
   if not len(prompt):
     fail(f"--relationship: the model answers none of the {len(heads)} traced facts of relationship {_REL.value}")
-  scale = _NOISE.value * tracing.embedding_std(params)
-  noise = tracing.draw_noise(jax.random.key(_SEED.value), (len(prompt), prompt.shape[1], cfg.width), scale)
+  eff = tracing.mean_effects(params, cfg, prompt, subject, answer, jax.random.key(_SEED.value), _NOISE.value)
   out = {"num_probes": int(len(prompt)), "num_drawn": int(len(heads)), "relationship": _REL.value,
-         "noise_std": scale, "positions": prompt.shape[1], "subject_last_position": sorted(set(last_subject.tolist())),
-         "components": {}}
-  for component in tracing.COMPONENTS:
-    clean, corrupted, restored = (np.asarray(x, np.float64) for x in tracing.trace(
-        params, prompt, subject, answer, noise, cfg, component))
-    effect = restored - corrupted[:, None, None]  # [N, L, T]
-    mean, sem = effect.mean(0), effect.std(0, ddof=1) / math.sqrt(len(effect)) if len(effect) > 1 else 0 * effect[0]
+         "noise_std": eff["noise_std"], "positions": prompt.shape[1],
+         "subject_last_position": sorted(set(last_subject.tolist())), "components": {},
+         "clean_p": eff["clean_p"], "corrupted_p": eff["corrupted_p"]}
+  for component, e in eff["components"].items():
+    mean, sem = e["mean"], e["sem"]
     out["components"][component] = {"mean_indirect_effect": mean.tolist(),
                                     "ci95": [(mean - 1.96 * sem).tolist(), (mean + 1.96 * sem).tolist()]}
-    out["clean_p"], out["corrupted_p"] = float(clean.mean()), float(corrupted.mean())
   pos = int(np.bincount(last_subject).argmax())  # prompts of one relationship share one layout
-  mlp = np.asarray(out["components"]["mlp"]["mean_indirect_effect"])
-  out["traced_layer"] = int(mlp[:, pos].argmax())
+  mlp = eff["components"]["mlp"]["mean"]
+  out["traced_layer"] = tracing.pick_layer(mlp, pos)
   # Where the MLPs matter most over every position (on models trained here: the last prompt token, not the
-  # subject; edit with --config.key_position=last there).
+  # subject; the edit configs' layer -1 traces at their key position, experiments/configs/edit.py).
   peak = np.unravel_index(mlp.argmax(), mlp.shape)
   out["mlp_peak"] = {"layer": int(peak[0]), "position": int(peak[1]), "effect": float(mlp[peak])}
   workdir.mkdir(parents=True)

@@ -34,3 +34,17 @@ def test_bench_train_quick_reports_the_litgpt_shape():
   rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
   litgpt = [r for r in rows if r.get("width") == 128 and r.get("layers") == 4 and r.get("vocab") == 2432]
   assert litgpt and all(k in litgpt[0] for k in ("tokens_per_s", "mfu", "compile_s"))
+
+
+@pytest.mark.slow
+def test_bench_edit_suite_closed_form_rows_quick():
+  """The edit suite's closed-form rows (rank-one edits/s vmapped, one least-squares edit with its covariance)
+  as the suite module prints them (the LoRA row is bench_editing.measure, measured the same way)."""
+  proc = subprocess.run([sys.executable, "-m", "experiments.bench_closed_form", "--quick"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=900, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr
+  rows = {r["name"]: r for r in (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{"))}
+  rome, memit = rows["edit/rome_vmapped"], rows["edit/memit_100"]
+  assert rome["vmap_edits_per_s"] > 0 and rome["loop_edits_per_s"] > 0 and rome["cpu"]
+  assert rome["workload"]["width"] == 128 and rome["workload"]["vocab"] == 2432  # the LoRA workload's shape
+  assert memit["seconds"] >= memit["covariance_s"] > 0 and memit["cpu"]

@@ -1,6 +1,7 @@
 """Locate-then-edit: corpus key covariance, rank-one (ROME-style), least-squares (MEMIT-style) and
 null-space (AlphaEdit-style) edits."""
 
+import dataclasses
 import pathlib
 
 import jax
@@ -63,7 +64,7 @@ def test_rome_edits_are_rank_one_at_their_layer_and_take(tiny_run, tmp_path):
   assert summary["edited"]["exact_match"]["after"] >= 0.75, summary["edited"]
   d = deltas.load(tmp_path / "w" / "deltas" / "chunk_000000")
   flat = deltas.flatten(d)
-  assert list(flat) == ["layers/0/mlp/down/kernel"]  # the middle layer of 2: only its down kernel
+  assert list(flat) == ["layers/0/mlp/down/kernel"]  # the tiny config's layer 0: only its down kernel
   params, cfg, _ = pretrained.load_pretrained(tiny_run)
   leaf = flat["layers/0/mlp/down/kernel"]
   for f in range(leaf.a.shape[0]):
@@ -78,12 +79,41 @@ def test_rome_edits_are_rank_one_at_their_layer_and_take(tiny_run, tmp_path):
   assert list((tiny_run / "key_covariance").glob("cov_*_layer0.npy"))
 
 
+@pytest.mark.slow  # a subprocess with 4 devices and a one-device run: ~30 s on 2 idle cores
+def test_rome_edits_sharded_over_four_fake_devices_match_one(tiny_run, tmp_path):
+  """Independent rank-one edits split along a `facts` mesh axis (4 fake CPU devices in a subprocess: the
+  device count is fixed at jax's start) decide every greedy answer as one device does."""
+  import json, os, subprocess, sys, textwrap  # pylint: disable=g-import-not-at-top,multiple-imports
+  script = textwrap.dedent(f"""
+      import jax
+      from behemoth_jax import edit_runner
+      from experiments.configs import edit as ec
+      assert len(jax.devices()) == 4
+      c = ec.get_config("rome,tiny"); c.save_deltas = False
+      edit_runner.run(c, {str(tiny_run)!r}, {str(tmp_path / 'four')!r})
+  """)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "PYTHONPATH": str(REPO),
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  r = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert json.loads((tmp_path / "four" / "run.json").read_text())["sharded_over_devices"] == 4
+  one = edit_runner.run(_rome_config(save_deltas=False), tiny_run, tmp_path / "one")
+  four = json.loads((tmp_path / "four" / "summary.json").read_text())
+  assert one.keys() == four.keys()
+  for split in one:
+    for metric in ("exact_match", "exact_match_old"):
+      assert one[split][metric] == four[split][metric], (split, metric)
+    np.testing.assert_allclose(one[split]["logprob_new"]["after"], four[split]["logprob_new"]["after"],
+                               rtol=1e-3, atol=1e-3)  # float reassociation across devices
+
+
 @pytest.mark.parametrize("overrides,option", [
     ({"layer": 2}, "--config.layer"),  # the tiny model has 2 layers
     ({"layer": -2}, "--config.layer"),
     ({"lam": 0.0}, "--config.lam"),
     ({"kl_weight": -1.0}, "--config.kl_weight"),
-    ({"span": 2}, "--config.span"),  # the middle layer of 2 is layer 0: no room below it
+    ({"span": 2}, "--config.span"),  # the tiny config's layer 0: no room below it
+    ({"layer": -1, "span": 3}, "--config.span"),  # traced: a window of 3 in a 2-layer model
     ({"mode": "batch"}, "--config.mode"),
 ])
 def test_invalid_closed_form_options_leave_no_workdir(tiny_run, tmp_path, overrides, option):
@@ -147,6 +177,53 @@ def test_least_squares_batch_edit_of_every_fact_takes(tiny_run, tmp_path, method
     assert np.abs(used.T @ dW).max() <= 1e-4 * np.abs(dW).max()
 
 
+def test_factored_solves_equal_the_dense_ones():
+  """What the editors store (A with dW = A R) is memit_solve / alphaedit_solve's dW, earlier keys included."""
+  rng, C, K0, K, R = _random_problem(2)
+  np.testing.assert_allclose(closed_form.least_squares_factors(C, K, 3.0) @ R, closed_form.memit_solve(C, K, R, 3.0),
+                             rtol=1e-9, atol=1e-12)
+  P = closed_form.null_space_projector(K0.T @ K0, threshold=1e-8)
+  Kp = rng.normal(size=(3, K.shape[1]))
+  want = closed_form.alphaedit_solve(P, K, R, prev_keys_pxF=Kp, reg=0.5)
+  np.testing.assert_allclose(closed_form.least_squares_factors(C, K, 0.5, P, Kp) @ R, want, rtol=1e-9, atol=1e-12)
+  # The earlier keys' term binds: without it the update moves them more.
+  free = closed_form.least_squares_factors(C, K, 0.5, P) @ R
+  assert np.linalg.norm(Kp @ want) < np.linalg.norm(Kp @ free)
+
+
+def test_solve_size_check_refuses_more_keys_than_the_budget_holds(tiny_run, tmp_path):
+  dims = dict(mlp_width=512, width=128, layers=2, eval_tokens=1024 * 64)
+  budget = 50 * 2**20
+  most = closed_form.max_keys(budget, **dims)
+  assert most > 0 and closed_form.solve_bytes(most, **dims) <= budget < closed_form.solve_bytes(most + 1, **dims)
+  assert closed_form.max_keys(closed_form.solve_bytes(0, **dims) - 1, **dims) == 0
+  c = edit_configs.get_config("memit,tiny")
+  c.solve_memory_bytes = closed_form.solve_bytes(c.num_edits - 1, mlp_width=128, width=32, layers=1,
+                                                 eval_tokens=c.eval_chunk * 64)  # the tiny model's shape
+  with pytest.raises(ValueError) as e:
+    edit_runner.run(c, tiny_run, tmp_path / "w")
+  msg = str(e.value)
+  assert msg.startswith("--config.num_edits: at most 3 keys") and "--config.solve_memory_bytes" in msg, msg
+  assert "\n" not in msg and not (tmp_path / "w").exists()
+
+
+def test_layer_minus_one_is_the_traced_mlp(tiny_run):
+  """layer -1: causal tracing of the pretrained model on the edited facts picks the MLP (or window of MLPs)
+  with the largest mean indirect effect at the key position, and says what it measured."""
+  config = edit_configs.get_config("memit,tiny")
+  config.layer, config.span = -1, 1
+  hp = edit_runner.hparams(config)
+  params, cfg, ds = pretrained.load_pretrained(tiny_run)
+  edit_set = edit_runner.edit_set_of(config, ds)
+  traced, info = edit_runner.traced_layer(config, hp, params, cfg, edit_set, ds)
+  effect = np.asarray(info["mlp_indirect_effect_by_layer"])
+  assert effect.shape == (cfg.num_layers,) and 0 < info["num_probes"] <= info["num_edited_facts"]
+  assert traced.layer == info["layer"] == int(np.argmax(effect)) and info["layers"] == [traced.layer]
+  assert info["clean_p"] > info["corrupted_p"]
+  two = edit_runner.traced_layer(config, dataclasses.replace(hp, span=2), params, cfg, edit_set, ds)[0]
+  assert two.layer == 1  # a window of 2 in a 2-layer model ends at layer 1
+
+
 # ---- causal tracing ------------------------------------------------------------------------------------------
 
 
@@ -194,6 +271,26 @@ def test_trace_binary_writes_effects_heatmaps_and_a_layer(tiny_run, tmp_path):
   effect = np.asarray(out["components"]["residual"]["mean_indirect_effect"])
   assert effect.shape == (2, out["positions"])
   assert all((tmp_path / "t" / f"trace_{c}.png").stat().st_size > 0 for c in ("residual", "mlp", "attn"))
+
+
+@pytest.mark.slow  # ~25 s each on 2 cores
+@pytest.mark.parametrize("method", ["memit", "alphaedit"])
+def test_sequential_least_squares_edits_compose(tiny_run, tmp_path, method):
+  import json  # pylint: disable=g-import-not-at-top
+  c = edit_configs.get_config(f"{method},tiny")
+  c.mode = "sequential"
+  edit_runner.run(c, tiny_run, tmp_path / "w")
+  records = [json.loads(l) for l in (tmp_path / "w" / "sequential.jsonl").read_text().splitlines()]
+  assert [r["edit"] for r in records] == [0, 1, 2, 3] and all("unrelated" in r for r in records)
+  assert max(r["this_edit"] for r in records) == 1.0  # at least one step's update takes
+  leaf = deltas.flatten(deltas.load(tmp_path / "w" / "deltas" / "composed"))["layers/0/mlp/down/kernel"]
+  assert leaf.a.shape[-1] == 4  # one least-squares update of one fact per step: ranks add
+  if method == "alphaedit":  # every step's update lies in C's null space: preserved keys never move
+    params, cfg, ds = pretrained.load_pretrained(tiny_run)
+    C = covariance.cached_covariance(params, cfg, ds, [0], tiny_run / "key_covariance")[0]
+    w, V = np.linalg.eigh(C)
+    dW = np.asarray(leaf.a, np.float64) @ np.asarray(leaf.b, np.float64)
+    assert np.abs(V[:, w >= 1e-2 * w.max()].T @ dW).max() <= 1e-4 * np.abs(dW).max()
 
 
 @pytest.mark.slow

@@ -42,12 +42,18 @@ def _base() -> ml_collections.ConfigDict:
   c.b1 = 0.9
   c.b2 = 0.999
   c.batch_size = 32  # rows per step in batch mode
-  # Closed-form methods (rome, memit, alphaedit): the edited MLP layer (-1: the middle one), how many
-  # layers memit spreads over (ending at `layer`), rome's KL weight, memit's lambda.
+  # Closed-form methods (rome, memit, alphaedit): the edited MLP layer (-1: traced, the MLP whose
+  # restoration at the key position has the largest indirect effect when tracing the pretrained model on
+  # the edited facts; run.json `traced` records it and the effects), how many layers memit spreads over
+  # (ending at `layer`; traced: the window of `span` layers with the largest summed effect), rome's KL
+  # weight, memit's lambda (alphaedit: the ridge of its solve).
   c.layer = -1
   c.span = 1
   c.kl_weight = 0.0625
   c.lam = 1.0
+  # memit / alphaedit: memory their least-squares solve may hold (bytes; 0: what this machine has
+  # available). More edits than fit are refused before anything is loaded (closed_form.solve_bytes).
+  c.solve_memory_bytes = 0
   # Where keys are read and values written: "subject" (ROME: the subject's last token) or "last" (the
   # last prompt token, where tracing the small model finds the recall).
   c.key_position = "subject"
@@ -109,14 +115,19 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
   elif name == "rome":  # closed form at one layer: steps/learning_rate optimise the value vector
     # Measured on small (100 independent edits, WORKSPACE.md "Locate-then-edit"): at the subject's last
     # token (ROME's place) layer 0 took 10%; tracing puts the recall at the last prompt token's MLPs
-    # (layers 2-3): there layer 3 with KL weight 1 takes 100% and keeps reg_data 99.8%.
+    # (layers 2-3): there layer 3 with KL weight 1 takes 100% and keeps reg_data 99.8%. layer -1 traces
+    # (on small: layer 3 at the last token).
     c.retain_per_edit, c.steps, c.learning_rate = 0, 25, 0.5
-    c.layer, c.key_position, c.kl_weight = 3, "last", 1.0
+    c.layer, c.key_position, c.kl_weight = -1, "last", 1.0
   elif name in ("memit", "alphaedit"):  # one update for num_edits facts; lam weighs C against the keys
     # Small, 100 facts, layers 2-3 at the last token: lam 1e3 takes 100% but keeps 52% of reg_data, 1.5e4
     # takes 71% / keeps 87%, 3e4 takes 50% / keeps 96.5% (no lam meets both; WORKSPACE.md).
     c.mode, c.retain_per_edit, c.steps, c.learning_rate = "batch", 0, 25, 0.5
-    c.layer, c.span, c.key_position, c.kl_weight, c.lam = 3, 2, "last", 1.0, 15000.0
+    # layer -1 traces the window of 2 (on small: layers 2-3 at the last token).
+    c.layer, c.span, c.key_position, c.kl_weight, c.lam = -1, 2, "last", 1.0, 15000.0
+    if name == "alphaedit":  # lam is the ridge of the projected solve, not a weight on C: 20 sequential
+      # edits on small with ridge 1 kept every edit but 44% of unrelated facts, with 30: 55% / 81%.
+      c.lam = 30.0
   elif name == "refusal":
     # Small model, 20 edits: 100% refuse, reg_data keeps 94%, but other subjects' facts with the edited
     # value are refused too (the refusal generalises along the relationship).
@@ -128,10 +139,11 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
     c.eval_shared = 8
     c.eval_chunk = 64
     c.progress = False
-    if name in ("rome", "memit", "alphaedit"):  # the tiny model (2 layers): its middle layer, as tested
-      c.layer, c.key_position, c.kl_weight = -1, "subject", 0.0625
+    if name in ("rome", "memit", "alphaedit"):  # the tiny model (2 layers): layer 0 as tested (tests
+      # trace with layer -1 once, not in every edit test)
+      c.layer, c.key_position, c.kl_weight = 0, "subject", 0.0625
     if name in ("memit", "alphaedit"):
-      c.span, c.lam = 1, 10.0  # the tiny model's middle layer is layer 0
+      c.span, c.lam = 1, 10.0  # layer 0 of the tiny model: one layer
     if name == "lora":  # the tiny model (width 32) needs a larger step; measured in tests/test_edit.py
       c.learning_rate, c.retain_weight, c.retain_per_edit = 1e-2, 1.0, 7
     if name in ("ft", "ft_blocks"):  # likewise: 1e-4 moves the tiny model too little in 30 steps
