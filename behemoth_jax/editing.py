@@ -42,6 +42,12 @@ def make_exact_match(cfg: model.ModelConfig) -> Callable:
   return exact_match
 
 
+def bucket(n: int, least: int = 16) -> int:
+  """The smallest power of two >= max(n, least): row counts padded to it compile one program per bucket
+  (the rows added are copies, dropped after the call)."""
+  return 1 << (max(int(n), least) - 1).bit_length()
+
+
 @dataclasses.dataclass
 class Evaluator:
   """Exact match of every evaluation split, for the frozen model and under deltas (jitted once per shape)."""
@@ -60,11 +66,17 @@ class Evaluator:
     rm = lambda p, d, np_, na, op, oa, c, g: edit_metrics.row_metrics(p, d, (np_, na), (op, oa), self.cfg, c, g)
     self._scores = jax.jit(rm)
     self._scores_per_edit = jax.jit(jax.vmap(rm, in_axes=(None, 0, 0, 0, 0, 0, None, 0)))
+    self._groups = bucket(max([len(c) for c, _ in self.candidates.values()], default=1))
 
   def _cands(self, split):
-    if split.key in self.candidates:
-      return self.candidates[split.key]
-    return np.zeros((1, self.cfg.vocab_size), bool), np.zeros(len(split), np.int32)
+    """(candidates bool[G', V], group int32[N]) with G' = G rounded up to a power of two (unused all-False
+    rows, G' = the largest split's G rounded up): splits of relationships with different value counts
+    then share one compiled program."""
+    if split.key not in self.candidates:
+      return np.zeros((1, self.cfg.vocab_size), bool), np.zeros(len(split), np.int32)
+    cand, group = self.candidates[split.key]
+    G = len(cand)
+    return np.concatenate([cand, np.zeros((self._groups - G, cand.shape[1]), bool)]), group
 
   @staticmethod
   def _host(metrics: dict) -> dict:
@@ -77,7 +89,7 @@ class Evaluator:
     N = len(split)
     (new_p, new_a), (old_p, old_a) = split.probes["exact_match"], split.probes["exact_match_old"]
     cand, group = self._cands(split)
-    size = min(self.chunk, max(N, 1))
+    size = min(self.chunk, bucket(N))  # a power of two: one program serves splits of similar size
     parts = []
     for start in range(0, N, size):
       idx = np.minimum(np.arange(start, start + size), N - 1)  # the last chunk repeats its last row
@@ -91,14 +103,18 @@ class Evaluator:
     """{metric: float64[F, M]}: rows index_FxM[f] of `split` under edit f's delta."""
     (new_p, new_a), (old_p, old_a) = split.probes["exact_match"], split.probes["exact_match_old"]
     cand, group = self._cands(split)
-    i = index_FxM
-    return self._host(self._scores_per_edit(params, deltas_F, new_p[i], new_a[i], old_p[i], old_a[i], cand, group[i]))
+    M = index_FxM.shape[1]
+    # Columns padded to a power of two with copies of the last (dropped again below): one program per bucket.
+    i = np.concatenate([index_FxM, np.repeat(index_FxM[:, -1:], bucket(M) - M, axis=1)], axis=1)
+    got = self._host(self._scores_per_edit(params, deltas_F, new_p[i], new_a[i], old_p[i], old_a[i], cand,
+                                           group[i]))
+    return {k: v[:, :M] for k, v in got.items()}
 
   def correct(self, params, delta, prompt_NxP, answer_NxA) -> np.ndarray:
     """bool[N] under one delta (None: the frozen model), in fixed-size chunks (one compile per shape)."""
     N = len(prompt_NxP)
     out = np.zeros(N, bool)
-    size = min(self.chunk, max(N, 1))
+    size = min(self.chunk, bucket(N))
     for start in range(0, N, size):
       stop = min(start + size, N)
       idx = np.minimum(np.arange(start, start + size), N - 1)  # the last chunk repeats its last row
