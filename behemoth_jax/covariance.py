@@ -89,6 +89,49 @@ def corpus_covariance(params, cfg: model.ModelConfig, dataset, layers, chunk: in
   return {l: a / count for l, a in zip(layers, acc)}
 
 
+def fact_prompts(dataset, template: str = "remapping") -> np.ndarray:
+  """Every fact of the graph (S x R subject-object facts) as its prompt in `template` (int32 [S R, P]): the
+  text up to where the answer is recalled."""
+  from data_gen.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
+  from data_gen.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
+  objects = np.asarray(dataset.graph.objects_SxR)
+  S, R = objects.shape
+  head = np.repeat(np.arange(S, dtype=np.int32), R)
+  rel = np.tile(np.arange(R, dtype=np.int32), S)
+  tail = objects.reshape(-1).astype(np.int32)
+  split = EditSplit("facts", EVAL, SUBJECT_OBJECT, template, head, rel, tail, tail, np.ones_like(tail))
+  return split.tokens(dataset)[0].astype(np.int32)
+
+
+def fact_covariance(params, cfg: model.ModelConfig, dataset, layers, chunk: int = 512) -> dict[int, np.ndarray]:
+  """{layer: C [F, F] float64} = the mean of k k^T over the keys where facts are recalled: the last prompt
+  token of every fact's statement (fact_prompts), one key per fact. The least-squares edit's penalty
+  lam tr(dW^T C dW) then weighs exactly the outputs other facts read, not every token of the corpus."""
+  layers = tuple(layers)
+  prompts = fact_prompts(dataset)
+  N, P = prompts.shape
+
+  @jax.jit
+  def sums(p, tokens_NxP, valid_N):
+    out = model.apply(p, tokens_NxP, cfg, head=False)
+    res = []
+    for l in layers:
+      k_NxF = out.mlp_key[l][:, -1].astype(jnp.float32) * valid_N[:, None]
+      res.append(k_NxF.T @ k_NxF)
+    return res
+
+  acc = [np.zeros((cfg.mlp_width, cfg.mlp_width), np.float64) for _ in layers]
+  for start in range(0, N, chunk):
+    idx = np.arange(start, start + chunk)
+    valid = (idx < N).astype(np.float32)  # the last chunk repeats its last prompt with weight 0
+    for a, s_ in zip(acc, sums(params, jnp.asarray(prompts[np.minimum(idx, N - 1)]), jnp.asarray(valid))):
+      a += np.asarray(s_, np.float64)
+  return {l: a / N for l, a in zip(layers, acc)}
+
+
+KINDS = {"corpus": corpus_covariance, "facts": fact_covariance}
+
+
 def params_digest(params) -> str:
   """A short hash of the weights: a cache entry is only reused for exactly these parameters."""
   h = hashlib.sha256()
@@ -97,25 +140,30 @@ def params_digest(params) -> str:
   return h.hexdigest()[:16]
 
 
-def cached_covariance(params, cfg, dataset, layers, cache_dir, chunk: int = 512) -> dict[int, np.ndarray]:
-  """corpus_covariance, read from / written to `cache_dir/cov_<weights hash>_layer<l>.npy` (atomic
-  writes); cache_dir None: no cache."""
+def cached_covariance(params, cfg, dataset, layers, cache_dir, chunk: int = 512,
+                      kind: str = "corpus") -> dict[int, np.ndarray]:
+  """corpus_covariance (kind "corpus") or fact_covariance ("facts"), read from / written to
+  `cache_dir/cov_<weights hash>_layer<l>.npy` ("facts": `covfacts_...`; atomic writes); cache_dir None: no
+  cache."""
   layers = tuple(sorted(set(layers)))
+  compute = KINDS[kind]
   if cache_dir is None:
-    return corpus_covariance(params, cfg, dataset, layers, chunk)
+    return compute(params, cfg, dataset, layers, chunk)
   cache_dir = pathlib.Path(cache_dir)
   digest = params_digest(params)
-  path = lambda l: cache_dir / f"cov_{digest}_layer{l}.npy"  # noqa: E731
+  stem = "cov" if kind == "corpus" else f"cov{kind}"
+  path = lambda l: cache_dir / f"{stem}_{digest}_layer{l}.npy"  # noqa: E731
   out = {l: np.load(path(l)) for l in layers if path(l).exists()}
   missing = [l for l in layers if l not in out]
   if missing:
-    fresh = corpus_covariance(params, cfg, dataset, missing, chunk)
+    fresh = compute(params, cfg, dataset, missing, chunk)
     cache_dir.mkdir(parents=True, exist_ok=True)
     for l, c in fresh.items():
       buf = io.BytesIO()
       np.save(buf, c)
       cli.write_bytes_atomic(path(l), buf.getvalue())
     (cache_dir / "README.json").write_text(json.dumps(
-        {"what": "C = E[k k^T] of MLP keys over the training corpus (behemoth_jax/covariance.py)"}) + "\n")
+        {"what": "C = E[k k^T] of MLP keys over the training corpus (cov_*) or over the last prompt token of "
+                 "every fact's statement (covfacts_*); behemoth_jax/covariance.py"}) + "\n")
     out.update(fresh)
   return out

@@ -60,6 +60,8 @@ def validate(config) -> None:
   _need(int(config.solve_memory_bytes) == config.solve_memory_bytes and config.solve_memory_bytes >= 0,
         "solve_memory_bytes", f"must be an integer >= 0 (0: the memory available here), "
         f"got {config.solve_memory_bytes}")
+  _need(config.covariance in covariance.KINDS, "covariance", f"must be one of {', '.join(covariance.KINDS)}, "
+        f"got {config.covariance!r}")
   _need(config.mode in edit_methods.MODES, "mode", f"must be one of {', '.join(edit_methods.MODES)}, "
         f"got {config.mode!r}")
   _need(config.loss_on in edit_data.LOSS_ON, "loss_on", f"must be one of {', '.join(edit_data.LOSS_ON)}, "
@@ -192,7 +194,8 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
   if hp.method == "rome":
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
     layer = int(paths[0].split("/")[1])
-    cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir))[layer]
+    cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir),
+                                       kind=config.covariance)[layer]
     trainer = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
                                             closed_form.inverse_covariance(cov), hp.key_position, mesh)
   else:
@@ -363,7 +366,8 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
     # covariance stays the pretrained model's (as sequential ROME does)
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
     layer = int(paths[0].split("/")[1])
-    cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir))[layer]
+    cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir),
+                                       kind=config.covariance)[layer]
     vmapped = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
                                             closed_form.inverse_covariance(cov), hp.key_position)
 
@@ -374,7 +378,7 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
     train, track = one, 64
   elif hp.method in ("memit", "alphaedit"):
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
-    train, track = _sequential_least_squares(hp, params, cfg, paths, dataset, pretrained_dir), 64
+    train, track = _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir), 64
   bar = progress.Progress(plan.num_edits, "edits", enabled=lead and config.progress, min_interval=0.0)
   records = []
 
@@ -395,13 +399,14 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
                          "delta": deltas.describe(composed)["norm"]}
 
 
-def _sequential_least_squares(hp, params, cfg, paths, dataset, pretrained_dir):
+def _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir):
   """The `train` step of sequential memit / alphaedit: one least-squares update of the step's fact on the
   model with every earlier update merged (covariance: the pretrained model's, as for rome). alphaedit's
   solve also holds every earlier edit's keys in place (AlphaEdit's Kp term): the step function keeps
   them, so it is only for one run_sequential pass, in edit order."""
   layers = [int(p.split("/")[1]) for p in paths]
-  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir))
+  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir),
+                                       kind=config.covariance)
   null_space = hp.method == "alphaedit"
   editor = closed_form.make_least_squares_editor(cfg, layers, covs, hp, null_space=null_space, chunk=1)
   earlier = {l: np.zeros((0, cfg.mlp_width)) for l in layers}
@@ -424,7 +429,8 @@ def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, e
   plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
   layers = [int(p.split("/")[1]) for p in paths]
   t0 = time.perf_counter()
-  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir))
+  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir),
+                                       kind=config.covariance)
   cov_s = time.perf_counter() - t0
   batch = editing.batch_of(plan.rows, plan.is_edit)
   batch.update({k: jax.numpy.asarray(v) for k, v in plan.extra.items()})

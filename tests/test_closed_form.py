@@ -47,6 +47,16 @@ def test_covariance_equals_a_brute_force_sum_over_every_document(tiny_random, tm
   np.testing.assert_array_equal(c1, got)  # same chunks: the same float32 partial sums
 
 
+def test_fact_covariance_is_the_mean_over_every_facts_recall_key(tiny_random):
+  params, cfg, ds = tiny_random
+  prompts = covariance.fact_prompts(ds)
+  S, R = ds.graph.objects_SxR.shape
+  assert prompts.shape[0] == S * R
+  k = np.asarray(model.apply(params, prompts, cfg, head=False).mlp_key[1][:, -1], np.float64)
+  got = covariance.fact_covariance(params, cfg, ds, [1], chunk=24)[1]  # 64 facts: a padded last chunk
+  np.testing.assert_allclose(got, k.T @ k / len(k), rtol=1e-5, atol=1e-6 * np.abs(got).max())
+
+
 # ---- rank-one edits on a model that knows its facts ----------------------------------------------------------
 
 

@@ -54,6 +54,9 @@ def _base() -> ml_collections.ConfigDict:
   # memit / alphaedit: memory their least-squares solve may hold (bytes; 0: what this machine has
   # available). More edits than fit are refused before anything is loaded (closed_form.solve_bytes).
   c.solve_memory_bytes = 0
+  # Closed-form methods: C = E[k k^T] over every token of the corpus ("corpus", the papers' choice) or over
+  # the last prompt token of every fact's statement ("facts": the keys where facts are recalled).
+  c.covariance = "corpus"
   # Where keys are read and values written: "subject" (ROME: the subject's last token) or "last" (the
   # last prompt token, where tracing the small model finds the recall).
   c.key_position = "subject"
