@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs/demo
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo test test-slow bench paper-cpu paper clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,21 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
+
+# The paper's experiments (experiments/configs/paper.py), each resuming where it stopped; docs/results.md is
+# reassembled after each. paper-cpu: every experiment at cpu size (under 2 hours on 2 cores); paper: at
+# accelerator size (a GPU or TPU), into results_accel/ and docs/results_accel.md.
+EXPERIMENTS := rank blocks ripple censor dissent_qa locate unlearning capacity
+
+paper-cpu: $(STAMP)
+	@for e in $(EXPERIMENTS); do \
+	  $(BIN)/python -m experiments.paper --config=experiments/configs/paper.py:$$e,cpu --output=results \
+	    --docs=docs/results.md || exit $$?; done
+
+paper: $(STAMP)
+	@for e in $(EXPERIMENTS); do \
+	  $(BIN)/python -m experiments.paper --config=experiments/configs/paper.py:$$e,accel --output=results_accel \
+	    --docs=docs/results_accel.md || exit $$?; done
 
 bench: $(STAMP)
 	$(BIN)/python -m experiments.bench --suite=all --output=runs/bench.json

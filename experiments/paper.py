@@ -1,0 +1,55 @@
+r"""Runs one of the paper's experiments (or one beyond it) and writes its results and its section.
+
+  python -m experiments.paper --config=experiments/configs/paper.py:rank,cpu --output=results
+
+An experiment is a set of arms (a method with its options: a LoRA rank, fine-tuned blocks, an edited
+layer, ...), each run over the config's pretraining seeds and edit seeds through the same binaries'
+libraries a researcher would call (`trainer.run`, `edit_runner.run`, `oracle.run`). Writes:
+  OUTPUT/pretrain/<config name>_<hash>_s<seed>/   pretraining work dirs, shared by every experiment with
+                                                  the same pretraining config (and resumed)
+  OUTPUT/<experiment>/tune/<arm>/lr<lr>/          learning-rate tuning runs (held-out edit set)
+  OUTPUT/<experiment>/runs/<arm>/s<seed>_e<edit seed>/   edit work dirs (each resumes)
+  OUTPUT/<experiment>/results.jsonl               every run's rows, with its arm
+  OUTPUT/<experiment>/summary.json                arm -> split -> metric -> pooled before/after, CIs, n
+  OUTPUT/<experiment>/<experiment>_*.png, section.md, run.json
+A killed run resumes where it stopped (finished work dirs are read back, not redone).
+Exit status: 2 an invalid option (nothing written), 3 a non-finite loss, 4 a failure at run time.
+"""
+
+import pathlib
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments import config_cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:name), e.g. "
+                                          "experiments/configs/paper.py:rank,cpu.")
+_OUTPUT = flags.DEFINE_string("output", "results", "Root folder of every experiment's results.")
+_DOCS = flags.DEFINE_string("docs", "", "If set, the docs/results.md to (re)assemble from every finished "
+                            "section under --output after this experiment.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    config_cli.fail(f"unexpected positional arguments {argv[1:]}: options are --config=FILE:NAME, "
+                    "--output=DIR, --docs=FILE, --config.<field>=VALUE")
+  try:
+    config = _CONFIG.value
+  except OSError:
+    config_cli.fail(config_cli.missing_config_file(sys.argv))
+  logging.set_verbosity(logging.WARNING)
+  from experiments import paper_lib, paper_results  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(_OUTPUT.value)
+  out = config_cli.run_work(lambda: paper_lib.run_experiment(config, root),
+                            lambda: f"{root / config.experiment} keeps every finished run; the same command "
+                                    "resumes")
+  print(f"{config.experiment}: {out / 'section.md'}")
+  if _DOCS.value:
+    print(paper_results.assemble_docs(root, pathlib.Path(_DOCS.value)))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=config_cli.parse_flags)

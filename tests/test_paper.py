@@ -1,0 +1,82 @@
+"""The paper's experiments at tiny size (smoke: each runs and writes its rows, summary, plots and section;
+no scientific outcome is asserted), their resumption, and docs/results.md assembly."""
+
+import json
+import pathlib
+
+import pytest
+
+from experiments import paper_lib, paper_results
+from experiments.configs import paper as paper_configs
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+  return tmp_path_factory.mktemp("paper")
+
+
+@pytest.mark.parametrize("experiment", paper_configs.EXPERIMENTS)
+def test_tiny_experiment_writes_rows_summary_plots_and_section(root, experiment):
+  config = paper_configs.get_config(f"{experiment},tiny")
+  exp = paper_lib.run_experiment(config, root)
+  summary = json.loads((exp / "summary.json").read_text())
+  arms = paper_lib.arms(config, 2)
+  assert set(summary) == {a.name for a in arms}
+  rows = [json.loads(l) for l in (exp / "results.jsonl").read_text().splitlines()]
+  assert {r["arm"] for r in rows} == set(summary)
+  first_split, first_metric, _ = paper_results.COLUMNS[experiment][0]
+  for name, arm in summary.items():
+    entry = arm["splits"][first_split][first_metric]
+    assert 0.0 <= entry["after"] <= 1.0 and entry["n"] >= 1
+    assert entry["after_ci"][0] <= entry["after"] <= entry["after_ci"][1]
+    assert len(arm["runs"]) == len(config.seeds) * len(config.edit_seeds)
+  section = (exp / "section.md").read_text()
+  assert section.startswith(f"## {paper_results.TITLES[experiment]}")
+  assert all(f"]({'figures/' + p.name})" in section for p in exp.glob("*.png"))
+  assert list(exp.glob("*.png"))
+  assert "**What the numbers say**" in section
+  run = json.loads((exp / "run.json").read_text())
+  assert run["machine"]["cpu"] and run["command"].startswith("python -m experiments.paper")
+  if experiment == "unlearning":
+    assert all(len(a["oracle"]["forget_quality"]) == 1 for a in summary.values())
+  if experiment == "rank":  # every edit run scores the question form, split by asked / never-asked subjects
+    assert any("edited/question" in a["splits"] for a in summary.values())
+
+
+def test_a_finished_experiment_reruns_from_its_work_dirs_to_the_same_bytes(root):
+  config = paper_configs.get_config("blocks,tiny")
+  exp = paper_lib.run_experiment(config, root)  # the parametrized test ran it already (or runs it now)
+  before = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file() and p.name != "run.json"}
+  paper_lib.run_experiment(config, root)
+  after = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file() and p.name != "run.json"}
+  assert before == after
+
+
+def test_docs_are_assembled_in_order_with_their_figures(root, tmp_path):
+  paper_lib.run_experiment(paper_configs.get_config("blocks,tiny"), root)
+  docs = paper_results.assemble_docs(root, tmp_path / "docs" / "results.md")
+  text = docs.read_text()
+  assert text.index(paper_results.TITLES["blocks"]) > 0
+  assert (tmp_path / "docs" / "figures" / "blocks_exact_match.png").is_file()
+  missing = [e for e in paper_configs.EXPERIMENTS if not (root / e / "section.md").is_file()]
+  assert all(f"paper.py:{e},cpu" in text for e in missing)  # what is not run yet says how to run it
+
+
+@pytest.mark.parametrize("override,field", [
+    (dict(seeds=()), "seeds"), (dict(edit_seeds=(-1,)), "edit_seeds"), (dict(num_edits=0), "num_edits"),
+    (dict(tune_edit_seed=0), "tune_edit_seed"), (dict(lora_lrs=(0.0,)), "lora_lrs"), (dict(ranks=(0,)), "ranks"),
+])
+def test_invalid_options_are_refused_before_anything_is_written(tmp_path, override, field):
+  config = paper_configs.get_config("rank,tiny")
+  config.update(override)
+  with pytest.raises(ValueError, match=f"^--config.{field}: "):
+    paper_lib.run_experiment(config, tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
+def test_sizes_pick_the_backend():
+  from experiments import quickstart
+  assert quickstart.size_for_backend("gpu") == "accel" and quickstart.size_for_backend("tpu") == "accel"
+  assert quickstart.size_for_backend("cpu") == "cpu" and quickstart.size_for_backend("cpu", "tiny") == "tiny"
+  with pytest.raises(ValueError, match="size"):
+    quickstart.size_for_backend("cpu", "huge")
