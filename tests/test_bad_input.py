@@ -44,10 +44,12 @@ TRACE = "experiments.trace"
 T = ["--pretrained={empty}", "--workdir={out}"]
 
 ORACLE, REPORT = "experiments.oracle", "experiments.report"
+PAPER = "experiments.paper"
+PR = ["--config=experiments/configs/paper.py:rank,tiny", "--output={out}"]
 ORC = ["--pretrained={empty}", "--edits={edits}", "--workdir={out}"]
 
 # Exit status of an invalid option, where it is not 1 (the config-driven binaries and the argv-parsed suites).
-EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, REPORT: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
+EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, REPORT: {2}, PAPER: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
 
 ROWS = [
     # --- data_gen.generate ---
@@ -224,6 +226,17 @@ ROWS = [
     (REPORT, ["--results={empty}/nosuch", "--output={out}"], "--results"),
     (REPORT, ["--results={otherwd}", "--output={data}"], "--output"),  # exists
     (REPORT, ["--results={otherwd}", "--output={out}", "extra"], "extra"),
+    # --- experiments.paper (the paper's experiments; every option is checked before pretraining starts) ---
+    (PAPER, ["--config=experiments/configs/paper.py:nope,cpu", "--output={out}"], "--config"),
+    (PAPER, ["--config=experiments/configs/paper.py:rank,huge", "--output={out}"], "--config"),
+    (PAPER, [*PR, "--config.num_edits=0"], "--config.num_edits"),
+    (PAPER, [*PR, "--config.tune_edit_seed=0"], "--config.tune_edit_seed"),
+    (PAPER, [*PR, "--config.ranks=(0,)"], "--config.ranks"),
+    (PAPER, [*PR, "--config.seeds=()"], "--config.seeds"),
+    (PAPER, [*PR, "--config.nope=1"], "--config.nope"),
+    (PAPER, ["--config=experiments/configs/paper.py:unlearning,tiny", "--output={out}", "--config.methods=('nope',)"],
+     "--config.methods"),
+    (PAPER, ["--config=experiments/configs/paper.py:rank,tiny", "--output={file}"], "--output"),
 ]
 
 
@@ -299,7 +312,7 @@ def test_the_table_covers_every_binary():
   binaries = {(row.values if hasattr(row, "values") else row)[0] for row in ROWS}
   assert len(ROWS) >= 40
   assert {GEN, EDITS, PRE, BENCH} <= binaries
-  for module in ("export", "edit", "trace", "oracle", "report"):  # binaries of the open issues, once they land
+  for module in ("export", "edit", "trace", "oracle", "report", "paper"):  # binaries of the open issues, once they land
     if (REPO / "experiments" / f"{module}.py").exists():
       assert f"experiments.{module}" in binaries, f"experiments.{module} has no rows"
 
