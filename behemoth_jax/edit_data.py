@@ -208,11 +208,14 @@ def linked_rows(split: EvalSplit, head, relationship, after, shared: int, seed: 
   F, N = len(head), len(split)
   if N == 0:
     return np.zeros((F, 1), np.int64), np.zeros((F, 1), bool)
-  if split.name in HEAD_LINKED:
+  # A question-form split of never-asked subjects (edits.eval_question_form) links as its split does.
+  name = split.name.removesuffix(edits_lib.NEVER_ASKED_SUFFIX) if split.template == edits_lib.PRETRAINING_QUESTION \
+      else split.name
+  if name in HEAD_LINKED:
     match = split.head[None, :] == np.asarray(head)[:, None]
-    if split.name in EDIT_SPLIT_NAMES:
+    if name in EDIT_SPLIT_NAMES:
       match &= split.relationship[None, :] == np.asarray(relationship)[:, None]
-  elif split.name in VALUE_LINKED:
+  elif name in VALUE_LINKED:
     match = ((split.before[None, :] == np.asarray(after)[:, None])
              & (split.relationship[None, :] == np.asarray(relationship)[:, None]))
   else:
