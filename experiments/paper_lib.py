@@ -109,6 +109,8 @@ def arms(config, num_layers: int) -> list[Arm]:
     for mode, n in modes:
       common = (("mode", "independent" if mode == "independent" else "batch"), ("num_edits", n),
                 ("targets", config.targets), ("edit_set.eval_question_form", True))
+      if mode != "independent":  # one delta learns every fact: more steps over the pooled rows
+        common += (("steps", config.batch_steps),)
       for r in config.ranks:
         out.append(Arm(f"{mode}_lora_r{r}", "lora", common + (("rank", r),),
                        (("mode", mode), ("n", n), ("rank", r)), lrs=tuple(config.lora_lrs)))
@@ -168,8 +170,9 @@ def edit_config(config, arm: Arm, lr: float | None, edit_seed: int, num_edits: i
     c.learning_rate = float(lr)
   c.edit_set_seed = int(edit_seed)
   c.seed = int(edit_seed)
-  if config.experiment in ("censor", "unlearning"):
-    c.edit_set.eval_cap = min(c.edit_set.eval_cap, 1000)
+  # Batch-mode runs score whole splits, before and after; 1,000 facts per split bound that work (independent
+  # runs score each edit's linked rows and `eval_shared` rows of the others either way).
+  c.edit_set.eval_cap = min(c.edit_set.eval_cap, config.eval_cap)
   return c
 
 

@@ -80,3 +80,14 @@ def test_sizes_pick_the_backend():
   assert quickstart.size_for_backend("cpu") == "cpu" and quickstart.size_for_backend("cpu", "tiny") == "tiny"
   with pytest.raises(ValueError, match="size"):
     quickstart.size_for_backend("cpu", "huge")
+
+
+def test_the_reading_calls_a_difference_only_where_intervals_are_apart():
+  a = {"after": 0.9, "after_ci": [0.85, 0.95]}
+  b = {"after": 0.6, "after_ci": [0.5, 0.7]}
+  c = {"after": 0.8, "after_ci": [0.6, 0.9]}
+  assert paper_results._compare("r=4", a, "full", b, "edit takes").endswith("r=4 higher (intervals apart).")
+  assert paper_results._compare("r=4", b, "full", a, "edit takes").endswith("full higher (intervals apart).")
+  assert "not distinguishable" in paper_results._compare("r=4", a, "full", c, "edit takes")
+  nan = {"after": 0.5, "after_ci": [float("nan"), float("nan")]}
+  assert "not distinguishable" in paper_results._compare("x", a, "y", nan, "edit takes")

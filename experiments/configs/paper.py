@@ -34,6 +34,7 @@ def _base(size: str) -> ml_collections.ConfigDict:
   c.tune_edit_seed = 1000
   c.tune_edits = {"tiny": 4, "cpu": 20, "accel": 50}[size]
   c.eval_shared = 8 if size == "tiny" else 32
+  c.eval_cap = 64 if size == "tiny" else 1000  # facts per evaluation split (edit_set.eval_cap)
   c.bootstrap_resamples = 1000
   if size != "tiny":
     # Questions in pretraining for half of the subjects: every experiment can then probe an edit in the
@@ -70,6 +71,7 @@ def get_config(arg: str = "rank,cpu") -> ml_collections.ConfigDict:
     # LoRA ranks against full-rank fine-tuning of the same weights (every MLP down-projection).
     c.ranks = (1,) if tiny else (1, 2, 4, 8, 16, 32, 64) if accel else (1, 4, 16, 64)
     c.batch_sizes = () if tiny else (10, 100) if not accel else (10, 100, 1000)
+    c.batch_steps = 30 if tiny else 100  # batch mode: steps of `batch_size` pooled rows
     c.lora_lrs = (1e-2,) if tiny else (1e-3, 3e-3, 1e-2)
     c.ft_lrs = (1e-3,) if tiny else (1e-4, 3e-4, 1e-3)
     c.targets = "mlp_down"
@@ -105,9 +107,9 @@ def get_config(arg: str = "rank,cpu") -> ml_collections.ConfigDict:
     c.oracle_steps = 100 if tiny else 600
   elif name == "capacity":
     # Exposures per fact in pretraining (a fixed budget, no early stop: the steps that show every fact
-    # about that many times) and model width. On cpu a 100-subject graph keeps 1,000 exposures to minutes.
-    subjects = 100 if size == "cpu" else None
-    exposures = (30, 100) if tiny else (100, 1000)
+    # about that many times) and model width. On cpu a 50-subject graph keeps 1,000 exposures to minutes.
+    subjects = 50 if size == "cpu" else None
+    exposures = (10, 30) if tiny else (100, 1000)
     widths = (32,) if tiny else (64, 128) if size == "cpu" else (128, 256, 512)
     c.variants = ml_collections.ConfigDict()
     for e in exposures:
