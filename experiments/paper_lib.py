@@ -142,10 +142,12 @@ def arms(config, num_layers: int) -> list[Arm]:
     for layer in range(num_layers):
       if layer in config.layers:
         out.append(Arm(f"rome_layer{layer}", "rome", (("layer", layer),), (("method", "rome"), ("layer", layer))))
+    # The closed-form methods at their default layer: the one causal tracing of the pretrained model picks
+    # (layer -1; run.json records it); LoRA and fine-tuning at their configs' targets.
     for m in config.methods:
-      if m != "rome":
-        opts = (("num_edits", config.num_edits),) if m in ("memit", "alphaedit") else ()
-        out.append(Arm(m, m, opts, (("method", m), ("layer", "config"))))
+      closed = m in ("rome", "memit", "alphaedit")
+      opts = (("layer", -1),) if closed else ()
+      out.append(Arm(f"{m}_traced" if closed else m, m, opts, (("method", m), ("layer", "traced" if closed else "all"))))
   elif e == "unlearning":
     for m in config.methods:
       out.append(Arm(m, m, (("mode", "batch"),), (("method", m),)))
@@ -179,8 +181,10 @@ def edit_config(config, arm: Arm, lr: float | None, edit_seed: int, num_edits: i
 def _edit(c, pretrained_dir, workdir, ran: list) -> dict:
   """edit_runner.run; `ran` collects the work dirs run now (not read back finished)."""
   from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
-  if not (pathlib.Path(workdir) / "summary.json").is_file():
-    ran.append(str(workdir))
+  done = pathlib.Path(workdir) / "summary.json"
+  if done.is_file():  # finished: read back as it is (its config.json says how it was run)
+    return json.loads(done.read_text())
+  ran.append(str(workdir))
   return edit_runner.run(c, pretrained_dir, workdir)
 
 

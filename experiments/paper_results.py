@@ -194,12 +194,18 @@ def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]
   elif experiment == "locate":
     for seed, t in sorted(info.get("trace", {}).items()):
       mlp = np.asarray(t["components"]["mlp"]["mean_indirect_effect"])
-      rome = {lab[a]["layer"]: _entry(by[a], "edited", "exact_match") for a in by if lab[a]["method"] == "rome"}
+      rome = {lab[a]["layer"]: _entry(by[a], "edited", "exact_match") for a in by
+              if lab[a]["method"] == "rome" and isinstance(lab[a]["layer"], int)}
       if rome:
         best = max(rome, key=lambda l: (rome[l]["after"] if rome[l] else -1, -l))
         lines.append(f"Seed {seed}: the MLP with the largest indirect effect at the last prompt token is layer "
                      f"{int(mlp[:, -1].argmax())} (at the subject's last token: layer {t['traced_layer']}); the "
                      f"rank-one edit takes best at layer {best} ({_pct(rome[best]['after'])}%).")
+    for a in by:
+      if lab[a].get("layer") == "traced":
+        picked = sorted({_traced_layer(d) for d in summary[a]["runs"]} - {None})
+        lines.append(f"{a}: tracing picked layer {', '.join(map(str, picked)) or '?'}; the edit takes "
+                     f"{_pct(_entry(by[a], 'edited', 'exact_match')['after'])}%.")
     ranked = sorted(by, key=lambda a: -_score(by[a], experiment))
     lines.append("By score (mean of edit takes and unrelated facts): " +
                  ", ".join(f"{a} {_pct(_score(by[a], experiment))}" for a in ranked) + ".")
@@ -222,6 +228,13 @@ def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]
             lines.append(f"- {a}, {title}: before the edit {_pct(old['before'])}% answer with the old object "
                          f"(extractable from statements), after it {_pct(new['after'])}% with the new one.")
   return [l for l in lines if l]
+
+
+def _traced_layer(run_dir) -> int | None:
+  """The layer a closed-form run with layer -1 took from causal tracing (its run.json)."""
+  path = pathlib.Path(run_dir) / "run.json"
+  traced = json.loads(path.read_text()).get("traced") if path.is_file() else None
+  return traced.get("layer") if isinstance(traced, dict) else None
 
 
 def _plot(exp: pathlib.Path, experiment: str, arms: list, summary: dict, info: dict) -> list[str]:
@@ -285,7 +298,7 @@ def _plot(exp: pathlib.Path, experiment: str, arms: list, summary: dict, info: d
     layers = np.arange(mlp.shape[0])
     ax.plot(layers, mlp[:, -1], "o-", label="MLP indirect effect, last token")
     rome = {a.labels["layer"]: _entry(summary[a.name]["splits"], "edited", "exact_match") for a in arms
-            if a.labels.get("method") == "rome" and a.name in summary}
+            if a.labels.get("method") == "rome" and isinstance(a.labels["layer"], int) and a.name in summary}
     ax.plot(sorted(rome), [rome[l]["after"] if rome[l] else np.nan for l in sorted(rome)], "s--",
             label="rank-one edit takes")
     ax.set_xlabel("layer")
