@@ -133,3 +133,11 @@ def test_hierarchical_bootstrap_weights_missing_units_and_one_seed():
   assert abs((high1 - low1) - (high0 - low0)) < 0.02
   with pytest.raises(ValueError, match="one array per seed"):
     stats.hierarchical_bootstrap_ci(v, w[:1])
+
+
+def test_exact_pvalue_keeps_its_digits_far_below_double_precision():
+  # Completely separated samples: P(D >= 1) = 2 / C(n + m, n) exactly (the two extreme orderings).
+  for n, m in ((100, 100), (30, 50)):
+    got = stats.ks_2samp(np.arange(n), np.arange(m) + 1000.0, method="exact")
+    assert got.statistic == 1.0
+    assert got.pvalue == pytest.approx(2 / math.comb(n + m, n), rel=1e-9)
