@@ -134,8 +134,11 @@ def _oracle_lines(units: list) -> list[str]:
         fq = by_metric["forget_quality"]
         keep = [(k, _point(s, k, "exact_match")) for k in ("reg_data", "same_edges_diff_rel", "with_same_rel")]
         old = _point(s, split, "exact_match_old")
+        odir = pathlib.Path(fq.get("oracle") or "")
+        omode = (json.loads((odir / "oracle.json").read_text()).get("mode", "?")
+                 if fq.get("oracle") and (odir / "oracle.json").is_file() else "?")
         fq_rows.append(
-            f"| {u['label']} | {u['info'].get('method')} | {_fmt(fq.get('before'), False)} | "
+            f"| {u['label']} | {u['info'].get('method')} | {omode} | {_fmt(fq.get('before'), False)} | "
             f"{_fmt(fq.get('after'), False)} | {fq.get('n')} | {_fmt(old[0], True) if old else 'n/a'} | " +
             " | ".join(f"{_fmt(p[0], True)} [{_fmt(p[0] - p[1], True)}, {_fmt(p[0] + p[2], True)}]" if p else "n/a"
                        for _, p in keep) + " |")
@@ -146,14 +149,15 @@ def _oracle_lines(units: list) -> list[str]:
                           f"{a.get('n')} |")
   lines = []
   if fq_rows:
-    lines += ["## Unlearning against the retrain oracle", "",
+    lines += ["## Forget quality and retain accuracy against the retrain oracle", "",
               "forget quality: p-value of the two-sample KS test between per-fact log-probabilities of the "
-              "forgotten (pre-edit) answers under the model and under the oracle retrained without those facts "
-              "(TOFU; high = indistinguishable from never having seen them; median over oracle seeds); before = "
-              "the pretrained model. Retain: greedy exact match after, on facts that must be kept [95% CI].", "",
-              "| run | method | forget quality before | forget quality after | n | forget set: old answer after | "
-              "retain reg_data | retain same subject, other relationships | retain same relationship |",
-              "|---|---|---|---|---|---|---|---|---|", *fq_rows, ""]
+              "pre-edit answers of the edited facts under the model and under the oracle (remove: retrained "
+              "without those facts, TOFU's forget quality, high = indistinguishable from never having seen them; "
+              "remap: retrained with the new values); median over oracle seeds; before = the pretrained model. "
+              "Retain: greedy exact match after, on facts that must be kept [95% CI].", "",
+              "| run | method | oracle | forget quality before | forget quality after | n | edited facts: old answer "
+              "after | retain reg_data | retain same subject, other relationships | retain same relationship |",
+              "|---|---|---|---|---|---|---|---|---|---|", *fq_rows, ""]
   if agree_rows:
     lines += ["## Agreement with the retrain oracle", "",
               "Share of facts on which the model's greedy answer equals the oracle's (before: the pretrained "

@@ -78,6 +78,6 @@ def test_report_pools_seeds_draws_target_and_trace_heatmaps_with_the_same_bytes(
   assert "Per-layer heatmap (lora, 2 target sets)" in text and "Per-block heatmap (lora, 4 target sets)" in text
   assert "## Causal trace `trace`" in text and "Traced layer (MLP at the subject's last token): 2" in text
   # Forget quality and retain accuracy per unlearning run; agreement with the oracle per split.
-  assert "| npo | lora | 1e-06 | 0.42 | 2 | n/a | 10.0% [" in text
+  assert "| npo | lora | ? | 1e-06 | 0.42 | 2 | n/a | 10.0% [" in text  # "?": the fake oracle dir O is absent
   assert "strongest MLP effect: layer 3, position 5 (0.5)" in text
   assert "| npo | reg_data | 90.0% [80.0%, 100.0%] | 80.0% [70.0%, 90.0%] | 20.0% | 2 |" in text
