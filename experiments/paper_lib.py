@@ -182,7 +182,14 @@ def _edit(c, pretrained_dir, workdir, ran: list) -> dict:
   """edit_runner.run; `ran` collects the work dirs run now (not read back finished)."""
   from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
   done = pathlib.Path(workdir) / "summary.json"
-  if done.is_file():  # finished: read back as it is (its config.json says how it was run)
+  if done.is_file():  # finished: read back, if it was run with these options
+    ran_with = _flat(json.loads((pathlib.Path(workdir) / "config.json").read_text()))
+    now = _flat(json.loads(json.dumps({**c.to_dict(), "pretrained": str(pathlib.Path(pretrained_dir).absolute())})))
+    # Fields the engine gained after the run (absent from its config.json) do not count.
+    differ = sorted(k for k in ran_with.keys() & now.keys() if ran_with[k] != now[k])
+    if differ:
+      raise ValueError(f"--output: {workdir} holds a finished run with other options ({', '.join(differ[:5])}); "
+                       "remove it or choose another --output")
     return json.loads(done.read_text())
   ran.append(str(workdir))
   return edit_runner.run(c, pretrained_dir, workdir)
