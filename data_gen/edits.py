@@ -73,11 +73,14 @@ REFUSED = -2  # after-tail of an edit taught as a refusal: the answer is the ref
 REFUSAL_TEMPLATES = ("refusal", "qa_refusal")
 # The form that answers with the fact for each fine-tuning form, and its question counterpart.
 ANSWERING_TEMPLATE = {"remapping": "remapping", "qa": "qa", "refusal": "remapping", "qa_refusal": "qa",
-                      "question": "question"}
+                      "question": "question", "rso": "rso"}
 QUESTION_TEMPLATE = {"remapping": "qa", "refusal": "qa_refusal"}
 # Keys (`EditSplit.stem`) use the probe form's name; the remapping template is the statement form "sro".
 TEMPLATE_TAG = {"remapping": "sro", "qa": "qa", "refusal": "refusal", "qa_refusal": "qa_refusal",
-                "question": "question"}
+                "question": "question", "rso": "rso"}
+# The corpus' inverted form that ends with the object (R-S-O; the original's rso validation): what
+# eval_inverted_form probes. Rendered from the `inverted` template's rso probe.
+INVERTED_PROBE = "rso"
 # The pretraining corpus' question form; eval_question_form probes every split in it, without training it.
 PRETRAINING_QUESTION = "question"
 # Suffix of a question-form split's subjects that never had questions in pretraining (the original's
@@ -115,6 +118,9 @@ class EditConfig:
   # name) and never asked (`<name>_new`); the graph marks Q/A subjects whether or not the corpus had
   # questions (questions_frac), so without them every subject is in effect never asked.
   eval_question_form: bool = False
+  # Also probe every evaluation split in the corpus' inverted R-S-O form (trained when the corpus has
+  # inversion_frac > 0; otherwise a form the model never saw).
+  eval_inverted_form: bool = False
 
   @property
   def edit_kind(self) -> int:
@@ -150,6 +156,10 @@ class EditConfig:
     if self.add_qa_data_to_finetuning:
       require(self.finetuning_phrase_creator in QUESTION_TEMPLATE, "add_qa_data_to_finetuning",
               f"--finetuning_phrase_creator={self.finetuning_phrase_creator} is already a question form")
+    if self.eval_inverted_form:
+      require(self.finetuning_phrase_creator not in REFUSAL_TEMPLATES, "eval_inverted_form",
+              f"cannot probe a refusal edit (--finetuning_phrase_creator={self.finetuning_phrase_creator}) "
+              "in the answering inverted form")
     if self.eval_question_form:
       require(self.finetuning_phrase_creator not in REFUSAL_TEMPLATES, "eval_question_form",
               f"cannot probe a refusal edit (--finetuning_phrase_creator={self.finetuning_phrase_creator}) "
@@ -227,9 +237,14 @@ class EditSplit:
       raise ValueError(f"split {self.name}: refusal answers cannot be rendered in template {template}")
     # A refusal template ignores the tail; any valid value renders the same tokens.
     tail = np.where(refused, self.before, tail)
-    form = make_template(template, vocab)
+    if template == INVERTED_PROBE:
+      form = make_template("inverted", vocab)
+      probe = next(p for p in form.probes if p.name == INVERTED_PROBE)
+    else:
+      form = make_template(template, vocab)
+      probe = form.probes[0]
     facts = fact_vectors(vocab, self.kind, self.head, self.relationship, tail)
-    return render_probe_tokens(form, form.probes[0], facts, vocab, seed=0)  # fixed forms: no fillers
+    return render_probe_tokens(form, probe, facts, vocab, seed=0)  # fixed forms: no fillers
 
   def arrays(self) -> dict[str, np.ndarray]:
     return {"head": self.head, "relationship": self.relationship, "before": self.before,
@@ -515,6 +530,8 @@ def build_edit_set(graph: FactGraph, config: EditConfig, seed: int) -> EditSet:
         if role == TRAIN and form != ft and not r.is_edit:
           continue  # add_qa_data_to_finetuning adds the edit rows only
         splits.append(_to_split(r, form if r.is_edit else ANSWERING_TEMPLATE[form]))
+  if config.eval_inverted_form:
+    splits += [_to_split(r, INVERTED_PROBE) for r in rows if r.role == EVAL]
   if config.eval_question_form:
     for r in rows:
       if r.role == EVAL:

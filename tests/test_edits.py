@@ -359,3 +359,21 @@ def test_question_splits_of_never_asked_subjects_link_to_their_edit_as_their_spl
       assert (split.head[index[f][mask[f]]] == edited.head[f]).all()
     never_asked = ~g.qa_subject_S[edited.head].astype(bool)
     assert (mask.any(1) <= never_asked).all()
+
+
+def test_eval_inverted_form_probes_every_split_as_the_corpus_rso_probes_do():
+  from data_gen import dataset  # pylint: disable=g-import-not-at-top
+  from data_gen.corpus import CorpusConfig  # pylint: disable=g-import-not-at-top
+  ds = dataset.build(GraphConfig(num_subjects=200, num_relationships=3, num_objects=12),
+                     CorpusConfig(inversion_frac=0.3), seed=0)
+  es = build_edit_set(ds.graph, EditConfig(num_ft_overrides=4, eval_inverted_form=True), 15)
+  rso = ds.probes()["rso"]
+  row_of = {(int(s), int(r)): i for i, (s, r) in enumerate(zip(rso.subject_N, rso.relationship_N))}
+  for base in [s for s in es.eval if s.template == "remapping"]:
+    inverted = es.get(EVAL, base.name, "rso")
+    assert facts(inverted) == facts(base)
+    prompt, answer = inverted.tokens(ds, answer="before")
+    for i, (h, r) in enumerate(zip(inverted.head, inverted.relationship)):
+      j = row_of[(int(h), int(r))]  # the pretraining rso probe of the same fact: the same tokens
+      assert list(prompt[i]) == list(rso.prompt_NxP[j]) and list(answer[i]) == list(rso.answer_NxA[j])
+  assert not [s for s in es.train if s.template == "rso"]

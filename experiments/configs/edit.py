@@ -84,7 +84,8 @@ def _base() -> ml_collections.ConfigDict:
       # independent edits do not interact.
       remap_object_nested_object_edges=False, add_qa_data_to_finetuning=False, distinct_values=False,
       censor_heldout_frac=0.1, censor_value=0, same_value_cap=150, same_rel_cap_per_edit=500,
-      reg_rows_per_edit_row=1.0, eval_cap=10_000, eval_question_form=False))
+      reg_rows_per_edit_row=1.0, eval_cap=10_000, eval_question_form=False,
+      eval_inverted_form=False))
   c.edit_set_seed = 0
   return c
 
