@@ -199,6 +199,8 @@ ROWS = [
             "--config.solve_memory_bytes=1000000"], "--config.num_edits"),
     (EDIT, ["--config=experiments/configs/edit.py:alphaedit,tiny", *LORA[1:], "--config.solve_memory_bytes=-1"],
      "--config.solve_memory_bytes"),
+    (EDIT, ["--config=experiments/configs/edit.py:memit,tiny", *LORA[1:], "--config.covariance=nosuch"],
+     "--config.covariance"),
     # --- experiments.oracle ---
     (ORACLE, ["--edits={edits}", "--workdir={out}"], "--pretrained"),
     (ORACLE, [*ORC, "--mode=nosuch"], "--mode"),
