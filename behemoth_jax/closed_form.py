@@ -13,14 +13,17 @@ Rank-one edit (`rome_delta`, one fact, vmappable over facts):
      the subject's other knowledge must survive the new value).
   3. dW = (C^-1 k*) delta*^T / (k*^T C^-1 k*): then k* dW = delta* exactly, and among all such changes
      it is the smallest in the C-weighted norm (keys the corpus uses often move least). Rank one; stored
-     as deltas.LowRank(a = C^-1 k* / (k*^T C^-1 k*), b = delta*), never a dense [F, D] per fact.
+     as deltas.LowRank(a = C^-1 k* / (k*^T C^-1 k*), b = delta*), never a dense [F, D] per fact; the
+     runner forms `a` on the host in float64 (rank_one_factors).
 
 Least-squares batch edit (`memit_solve`, many facts at once, float64 on the host):
   dW = (lambda C + K K^T)^-1 K R^T in our x @ W layout (the paper's R K^T (lambda C + K K^T)^-1, transposed),
   K [F, n] keys, R [D, n] residuals.
 Null-space edit (`null_space_projector`, `alphaedit_solve`): the same update restricted to the null space
 of preserved keys K0 (P projects onto the eigenvectors of K0 K0^T with eigenvalues below a threshold), so
-K0^T dW = 0 and preserved facts' outputs do not move.
+K0^T dW = 0 and preserved facts' outputs do not move; sequentially, earlier edits' keys Kp also enter the
+solve. The execution modes use `make_least_squares_editor` (factors A with dW = A R, built once);
+`solve_bytes` / `max_keys` size what the solve holds for n keys.
 """
 
 from __future__ import annotations
