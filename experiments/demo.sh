@@ -30,7 +30,8 @@ edit() {  # name, config name, extra overrides...
   local name=$1 config=$2
   shift 2
   $PY -m experiments.edit --config=experiments/configs/edit.py:"$config" --pretrained="$OUT/pretrain" \
-    --workdir="$OUT/$name" --config.num_edits="$EDITS" --config.progress=False "$@" | head -1
+    --workdir="$OUT/$name" --config.num_edits="$EDITS" --config.progress=False "$@" > "$OUT/$name.log"
+  head -1 "$OUT/$name.log"  # the table of every split and metric is in the log and the report
 }
 for r in 1 4 16; do
   edit "edit_lora_r$r" lora --config.rank=$r
