@@ -96,8 +96,29 @@ def ensure_pretrained(config, overrides: dict, seed: int, root: pathlib.Path, ra
   workdir = root / "pretrain" / f"{config.pretrain}_{_hash(c.to_dict())}_s{seed}"
   if not (workdir / "summary.json").is_file():
     ran.append(str(workdir))
+    t0 = time.perf_counter()
     trainer.run(c, workdir)
+    cli.write_json_atomic(workdir / PRETRAIN_TIME, {"wall_s": _pretrain_seconds(workdir) + time.perf_counter() - t0})
   return workdir
+
+
+PRETRAIN_TIME = "pretrain_time.json"  # beside a pretraining work dir's files: seconds this driver trained it
+
+
+def _pretrain_seconds(workdir: pathlib.Path) -> float:
+  """Seconds spent training `workdir`: as recorded, else estimated from its metrics lines (each logging
+  interval's tokens over its tokens/s; evaluations and compilation not counted)."""
+  path = pathlib.Path(workdir) / PRETRAIN_TIME
+  if path.is_file():
+    return json.loads(path.read_text())["wall_s"]
+  metrics = pathlib.Path(workdir) / "metrics.jsonl"
+  if not metrics.is_file():
+    return 0.0
+  lines = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()]
+  config = json.loads((pathlib.Path(workdir) / "config.json").read_text())
+  tokens_per_step = config["batch_size"] * (config["seq_len"] - 1)
+  steps = [m for m in lines if "tokens_per_s" in m]
+  return float(sum(config["log_every"] * tokens_per_step / m["tokens_per_s"] for m in steps if m["tokens_per_s"] > 0))
 
 
 def arms(config, num_layers: int) -> list[Arm]:
@@ -321,14 +342,12 @@ def run_experiment(config, root: pathlib.Path) -> pathlib.Path:
   for arm in arm_list:
     for lr in arm.lrs or (None,):
       edit_runner.validate(edit_config(config, arm, lr, config.edit_seeds[0]))
-  t0 = time.perf_counter()
   exp = root / config.experiment
-  ran = []  # work dirs run now: a rerun that runs nothing leaves the timing ledger as it was
+  ran = []  # work dirs run now (run.json says how many)
   pre = {}
   for v, overrides in variants.items():
     for s in config.seeds:
       pre[(v, s)] = ensure_pretrained(config, overrides, s, root, ran)
-  pretrain_s = time.perf_counter() - t0
   extra = {}
   if config.experiment == "locate":
     extra["trace"] = {s: _trace(config, pre[("base", s)], exp / "trace" / f"s{s}") for s in config.seeds}
@@ -344,17 +363,14 @@ def run_experiment(config, root: pathlib.Path) -> pathlib.Path:
           wd = exp / "runs" / arm.name / f"s{s}_e{e}"
           _edit(edit_config(config, arm, lr, e), pre[(arm.pretrain, s)], wd, ran)
           runs.append({"arm": arm.name, "seed": s, "edit_seed": e, "dir": str(wd)})
-  # Time spent, summed over the invocations that ran something (a killed run's time counts; a rerun that
-  # only reads finished work dirs back adds nothing, so its outputs keep their bytes).
-  ledger = exp / "timings.jsonl"
-  spent = [json.loads(l) for l in ledger.read_text().splitlines()] if ledger.is_file() else []
-  if ran:
-    spent.append({"wall_s": time.perf_counter() - t0, "pretrain_s": pretrain_s, "new_work_dirs": len(ran)})
-    exp.mkdir(parents=True, exist_ok=True)
-    cli.write_text_atomic(ledger, "".join(json.dumps(x) + "\n" for x in spent))
+  # Time as the work dirs record it (each edit run's run.json, each pretraining's pretrain_time.json), so a
+  # killed and resumed experiment counts what its runs took and a rerun that reads them back writes the
+  # same bytes.
+  edit_s = sum(json.loads(p.read_text()).get("wall_s", 0.0)
+               for p in sorted(exp.glob("*/*/*/run.json")) if p.parent.parent.parent.name in ("runs", "tune"))
+  pretrain_s = sum(_pretrain_seconds(p) for p in pre.values())
   info = {"experiment": config.experiment, "config": config.name, "size": config.size,
-          "wall_s": sum(x["wall_s"] for x in spent), "pretrain_s": sum(x["pretrain_s"] for x in spent),
-          "machine": machine(),
+          "edit_s": edit_s, "pretrain_s": pretrain_s, "work_dirs_run_now": len(ran), "machine": machine(),
           "command": f"python -m experiments.paper --config=experiments/configs/paper.py:{config.name} "
                      f"--output={root}",
           "pretrained": {f"{v}_s{s}": str(p) for (v, s), p in pre.items()}, "tuned": tuned,

@@ -349,8 +349,9 @@ def section(config, arms, summary, info, plots) -> str:
   out = [f"## {TITLES[e]}", "", f"**Question.** {QUESTIONS[e]}", "",
          f"**Command.** `{info['command']}` (size `{config.size}`; `make paper-cpu` runs every experiment).", "",
          f"**Machine.** {m['cpu']}, {m['cores']} cores, backend {m['backend']} ({m['device']}); "
-         f"{info['wall_s'] / 60:.1f} min for this experiment, of which pretraining {info['pretrain_s'] / 60:.1f} min "
-         "(0 when the models were already trained by an earlier experiment).", "",
+         f"its tuning and edit runs took {info['edit_s'] / 60:.1f} min (the sum of their run.json wall times), "
+         f"pretraining the models it uses {info['pretrain_s'] / 60:.1f} min (shared with every experiment on "
+         "the same pretraining).", "",
          f"**Config.** pretraining `{config.pretrain}` seeds {list(config.seeds)}; edit seeds "
          f"{list(config.edit_seeds)}; {config.num_edits} edited facts per run unless an arm says otherwise "
          "(independent mode: one delta per fact; batch: one delta for all); "
