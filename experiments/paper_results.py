@@ -194,13 +194,14 @@ def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]
   elif experiment == "locate":
     for seed, t in sorted(info.get("trace", {}).items()):
       mlp = np.asarray(t["components"]["mlp"]["mean_indirect_effect"])
-      rome = {lab[a]["layer"]: _entry(by[a], "edited", "exact_match") for a in by
-              if lab[a]["method"] == "rome" and isinstance(lab[a]["layer"], int)}
+      rome = {lab[a]["layer"]: by[a] for a in by if lab[a]["method"] == "rome" and isinstance(lab[a]["layer"], int)}
       if rome:
-        best = max(rome, key=lambda l: (rome[l]["after"] if rome[l] else -1, -l))
+        # The best layer to edit: the highest score (edit takes and unrelated facts kept); ties: the lower layer.
+        best = max(rome, key=lambda l: (_score(rome[l], experiment), -l))
         lines.append(f"Seed {seed}: the MLP with the largest indirect effect at the last prompt token is layer "
                      f"{int(mlp[:, -1].argmax())} (at the subject's last token: layer {t['traced_layer']}); the "
-                     f"rank-one edit takes best at layer {best} ({_pct(rome[best]['after'])}%).")
+                     f"rank-one edit scores best at layer {best} (takes {_pct(rome[best]['edited']['exact_match']['after'])}%, "
+                     f"keeps {_pct(rome[best]['reg_data']['exact_match']['after'])}% of unrelated facts).")
     for a in by:
       if lab[a].get("layer") == "traced":
         picked = sorted({_traced_layer(d) for d in summary[a]["runs"]} - {None})
