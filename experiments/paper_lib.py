@@ -244,13 +244,15 @@ def _trace(config, pretrained_dir: pathlib.Path, out: pathlib.Path) -> dict:
   return json.loads((out / "trace.json").read_text())
 
 
-def _write_edit_set(config, pretrained_dir: pathlib.Path, out: pathlib.Path, seed: int) -> pathlib.Path:
-  """A make_edits folder of config.num_edits remapped facts (the oracle reads edit sets from folders)."""
+def _write_edit_set(config, pretrained_dir: pathlib.Path, out: pathlib.Path, seed: int,
+                    method: str = "lora") -> pathlib.Path:
+  """A make_edits folder of config.num_edits facts as `method`'s config builds them (remapped; refusal: the
+  same facts in the refusal form); the oracle reads edit sets from folders."""
   from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
   from data_gen import edit_files  # pylint: disable=g-import-not-at-top
   if (out / "edit_set.json").is_file():
     return out
-  c = edit_config(config, Arm("forget", "lora"), None, seed)
+  c = edit_config(config, Arm("forget", method), None, seed)
   _, _, ds = edit_runner.load_pretrained_checked(pretrained_dir)
   edit_set = edit_runner.edit_set_of(c, ds)
   with cli.atomic_directory(out, option="output") as tmp:
@@ -270,7 +272,9 @@ def _unlearning(config, arm_list, pre, root_exp: pathlib.Path, runs: list, ran: 
       o = root_exp / "oracle" / f"s{seed}_e{e}"
       for arm in arm_list:
         c = edit_config(config, arm, None, e)
-        c.edit_set_dir = str(edits)
+        # Refusal is taught on the refusal form of the same facts (the oracle compares the same pairs).
+        c.edit_set_dir = str(edits if arm.method != "refusal" else _write_edit_set(
+            config, p, root_exp / "edit_sets" / f"s{seed}_e{e}_refusal", e, "refusal"))
         wd = root_exp / "runs" / arm.name / f"s{seed}_e{e}"
         summary = _edit(c, p, wd, ran)
         if "forget_quality" not in summary.get("edited", {}):
