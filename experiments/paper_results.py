@@ -131,7 +131,8 @@ def _cell(e: dict | None, field: str = "after") -> str:
   if not e:
     return "-"
   lo, hi = e.get(f"{field}_ci", [math.nan, math.nan])
-  return f"{_pct(e[field])} [{_pct(lo)}, {_pct(hi)}]"
+  mark = "†" if e.get("ci_unit") == "run" else ""
+  return f"{_pct(e[field])} [{_pct(lo)}, {_pct(hi)}]{mark}"
 
 
 def _score(summary: dict, experiment: str) -> float:
@@ -388,6 +389,9 @@ def section(config, arms, summary, info, plots) -> str:
       if o:
         out.append(f"| {a.name} | {', '.join(f'{p:.3g}' for p in o['forget_quality'])} | "
                    f"{o['forget_quality_median']:.3g} |")
+  if any("†" in line for line in out):
+    out += ["", "† an interval over the runs only: per-edit values of this metric are not in the runs' "
+                "results.jsonl (conditioned ripple metrics), so edits could not be resampled."]
   out += ["", "**What the numbers say** (computed from the table by fixed rules):", ""]
   out += [l if l.startswith("- ") else f"- {l}" for l in reading(e, arms, summary, info)]
   out += [""] + [f"![{p}](figures/{p})" for p in plots] + [""]
