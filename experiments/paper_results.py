@@ -402,8 +402,9 @@ def assemble_docs(root: pathlib.Path, docs: pathlib.Path) -> pathlib.Path:
   """docs/results.md from every finished experiment's section.md (and its plots into docs/figures/); the
   reading written by hand beside it (docs/results_reading.md), when present, goes first."""
   parts = ["# Results", "",
-           "Every number below was measured by `make paper-cpu` (experiments/paper.py; each section names its "
-           "command, machine and time) and is rewritten with the section when the experiment is rerun.", ""]
+           "Every number below was measured by experiments/paper.py, one experiment at a time as `make paper-cpu` "
+           "runs them (each section names its command, size, machine and time), and is rewritten with the "
+           "section when the experiment is rerun.", ""]
   reading_path = docs.parent / "results_reading.md"
   if reading_path.is_file():
     parts += [reading_path.read_text().strip(), ""]
