@@ -25,21 +25,14 @@ import statistics
 import sys
 import time
 
+from experiments.bench_editing import _median_time  # the same median-of-repeats timer as the LoRA workload
+
 ROME = {"edits": 256, "width": 128, "layers": 4, "heads": 4, "vocab": 2432, "layer": 2, "key_position": "last",
         "steps": 20, "edit_rows": 1, "tokens_per_row": 12, "kl_prompts": 5, "kl_tokens": 11}
 ROME_QUICK = {**ROME, "edits": 32, "steps": 5}
 MEMIT = {"facts": 1000, "layers_edited": [2, 3], "steps": 20, "lam": 1.5e4, "chunk": 64,
          "pretrain_config": "small"}
 MEMIT_QUICK = {**MEMIT, "facts": 100, "steps": 5}
-
-
-def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times), times
 
 
 def _fact_batch(F: int, vocab: int, w: dict):
