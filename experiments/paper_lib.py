@@ -68,6 +68,12 @@ def pretrain_config(config, overrides: dict, seed: int):
   c.update_from_flattened_dict({k: v for k, v in overrides.items() if not k.startswith("exposures")})
   c.seed = c.data.seed = int(seed)
   c.progress = False
+  if "exposures" in overrides:  # a fixed budget in fact exposures: no early stop
+    c.total_steps = _steps_for_exposures(c, float(overrides["exposures"]))
+    c.target_accuracy = 0.0
+    # Warmup keeps its share of the schedule: a 100-exposure budget can be shorter than the default warmup.
+    c.warmup_steps = min(c.warmup_steps, max(1, c.total_steps // 10))
+    c.eval_every = c.checkpoint_every = min(c.checkpoint_every, c.total_steps)
   return c
 
 
@@ -89,10 +95,6 @@ def ensure_pretrained(config, overrides: dict, seed: int, root: pathlib.Path, ra
   """The pretraining work dir of (overrides, seed) under root/pretrain, trained (or resumed) first."""
   from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
   c = pretrain_config(config, overrides, seed)
-  if "exposures" in overrides:  # a fixed budget in fact exposures: no early stop
-    c.total_steps = _steps_for_exposures(c, float(overrides["exposures"]))
-    c.target_accuracy = 0.0
-    c.eval_every = c.checkpoint_every = min(c.checkpoint_every, c.total_steps)
   workdir = root / "pretrain" / f"{config.pretrain}_{_hash(c.to_dict())}_s{seed}"
   if not (workdir / "summary.json").is_file():
     ran.append(str(workdir))
@@ -144,10 +146,11 @@ def arms(config, num_layers: int) -> list[Arm]:
       out.append(Arm(f"ft_{t.replace(':', '').replace('-', 'to')}", "ft", (("targets", t), ("rank", 0)),
                      (("targets", t),), lrs=tuple(config.lrs)))
   elif e == "ripple":
-    for kind, opts in (("nested", (("edit_set.remap_object_nested_object_edges", False),)),
-                       ("correlated", (("edit_set.get_correlated_tuples", True),))):
-      for m in config.methods:
-        out.append(Arm(f"{kind}_{m}", m, opts, (("data", kind), ("method", m))))
+    # One edit set serves both questions: a nested graph adds the nested ripple splits to every remap, and
+    # get_correlated_tuples adds the partner relationship's (at correlation strength 1.0 its filter keeps
+    # every subject, so a separate "nested" arm would edit the same facts).
+    for m in config.methods:
+      out.append(Arm(m, m, (("edit_set.get_correlated_tuples", True),), (("method", m),)))
   elif e == "censor":
     for frac in config.censor_fracs:
       opts = (("edit_set.single_ft_value", True), ("edit_set.single_ft_data_subset_frac", frac),

@@ -343,6 +343,24 @@ def write_experiment(exp: pathlib.Path, config, arms: list, info: dict) -> None:
   cli.write_json_atomic(exp / "run.json", {k: v for k, v in info.items() if k != "trace"}, allow_nan=True)
 
 
+_KNOWN = (("eval/kind/subject_object/accuracy", "facts"), ("eval/question_trained/accuracy", "questions asked"),
+          ("eval/question_heldout/accuracy", "questions never asked"))
+
+
+def _pretrained_line(info) -> str:
+  """What each pretrained model knew when its pretraining stopped (its summary.json), so that edit numbers
+  can be read against prior knowledge."""
+  parts = []
+  for name, path in info["pretrained"].items():
+    f = pathlib.Path(path) / "summary.json"
+    if not f.is_file():
+      continue
+    s = json.loads(f.read_text())
+    known = ", ".join(f"{label} {100 * s[k]:.1f}%" for k, label in _KNOWN if isinstance(s.get(k), (int, float)))
+    parts.append(f"`{name}` step {s.get('step')}: {known}")
+  return "**Pretrained models** (greedy accuracy when pretraining stopped). " + "; ".join(parts) + "."
+
+
 def section(config, arms, summary, info, plots) -> str:
   e = config.experiment
   cols = [c for c in COLUMNS[e] if any(_entry(summary[a.name]["splits"], c[0], c[1]) for a in arms if a.name in summary)]
@@ -360,6 +378,7 @@ def section(config, arms, summary, info, plots) -> str:
          f"learning rates tuned per arm on a held-out edit set (seed {config.tune_edit_seed}, "
          f"{config.tune_edits} edits) where more than one was tried. Cells: exact match after the edit in %, "
          "[95% CI]; CIs resample seeds, then edits (independent) or facts (batch).", ""]
+  out += [_pretrained_line(info), ""]
   head = label_cols + ["lr"] + [t for _, _, t in cols] + ["n (first column)"]
   out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for a in arms:
