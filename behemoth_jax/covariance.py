@@ -89,16 +89,19 @@ def corpus_covariance(params, cfg: model.ModelConfig, dataset, layers, chunk: in
   return {l: a / count for l, a in zip(layers, acc)}
 
 
-def fact_prompts(dataset, template: str = "remapping") -> np.ndarray:
-  """Every fact of the graph (S x R subject-object facts) as its prompt in `template` (int32 [S R, P]): the
-  text up to where the answer is recalled."""
+def fact_prompts(dataset, template: str = "remapping", heads=None, relationships=None) -> np.ndarray:
+  """Every fact of the graph (S x R subject-object facts), or the facts (heads, relationships), as its
+  prompt in `template` (int32 [n, P]): the text up to where the answer is recalled."""
   from data_gen.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
   from data_gen.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
   objects = np.asarray(dataset.graph.objects_SxR)
   S, R = objects.shape
-  head = np.repeat(np.arange(S, dtype=np.int32), R)
-  rel = np.tile(np.arange(R, dtype=np.int32), S)
-  tail = objects.reshape(-1).astype(np.int32)
+  if heads is None:
+    head = np.repeat(np.arange(S, dtype=np.int32), R)
+    rel = np.tile(np.arange(R, dtype=np.int32), S)
+  else:
+    head, rel = np.asarray(heads, np.int32), np.asarray(relationships, np.int32)
+  tail = objects[head, rel].astype(np.int32)
   split = EditSplit("facts", EVAL, SUBJECT_OBJECT, template, head, rel, tail, tail, np.ones_like(tail))
   return split.tokens(dataset)[0].astype(np.int32)
 
@@ -129,7 +132,27 @@ def fact_covariance(params, cfg: model.ModelConfig, dataset, layers, chunk: int 
   return {l: a / N for l, a in zip(layers, acc)}
 
 
+def fact_keys(params, cfg: model.ModelConfig, dataset, layers, heads, relationships) -> dict[int, np.ndarray]:
+  """{layer: [n, F] float64}: the keys fact_covariance sums, for the facts (heads, relationships)."""
+  out = jax.jit(lambda p, t: model.apply(p, t, cfg, head=False).mlp_key)(
+      params, jnp.asarray(fact_prompts(dataset, heads=heads, relationships=relationships)))
+  return {l: np.asarray(out[l][:, -1], np.float64) for l in layers}
+
+
+def without_facts(cov_FxF, keys_nxF, num_facts: int) -> np.ndarray:
+  """A fact covariance (the mean over `num_facts` facts' keys) with the facts of `keys_nxF` taken out: the
+  mean over the others. An edit solved against it holds every fact's output but the ones it rewrites; the
+  full fact covariance also holds the edited facts' old outputs, with weight lam / num_facts each."""
+  K = np.asarray(keys_nxF, np.float64)
+  if len(K) >= num_facts:
+    raise ValueError(f"--config.covariance: other_facts needs facts the edit leaves alone; the edit holds "
+                     f"{len(K)} of the graph's {num_facts}")
+  return (num_facts * np.asarray(cov_FxF, np.float64) - K.T @ K) / (num_facts - len(K))
+
+
 KINDS = {"corpus": corpus_covariance, "facts": fact_covariance}
+# Kinds built from a cached one per edit: "other_facts" = "facts" without the edited facts (without_facts).
+DERIVED = {"other_facts": "facts"}
 
 
 def params_digest(params) -> str:

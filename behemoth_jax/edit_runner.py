@@ -60,8 +60,8 @@ def validate(config) -> None:
   _need(int(config.solve_memory_bytes) == config.solve_memory_bytes and config.solve_memory_bytes >= 0,
         "solve_memory_bytes", f"must be an integer >= 0 (0: the memory available here), "
         f"got {config.solve_memory_bytes}")
-  _need(config.covariance in covariance.KINDS, "covariance", f"must be one of {', '.join(covariance.KINDS)}, "
-        f"got {config.covariance!r}")
+  kinds = (*covariance.KINDS, *covariance.DERIVED)
+  _need(config.covariance in kinds, "covariance", f"must be one of {', '.join(kinds)}, got {config.covariance!r}")
   _need(config.mode in edit_methods.MODES, "mode", f"must be one of {', '.join(edit_methods.MODES)}, "
         f"got {config.mode!r}")
   _need(config.loss_on in edit_data.LOSS_ON, "loss_on", f"must be one of {', '.join(edit_data.LOSS_ON)}, "
@@ -185,6 +185,22 @@ def _cov_cache(pretrained_dir) -> pathlib.Path:
   return pathlib.Path(pretrained_dir) / "key_covariance"
 
 
+def _key_covariances(config, params, cfg, dataset, layers, pretrained_dir, plan) -> dict[int, np.ndarray]:
+  """{layer: C} of config.covariance (cached beside the pretrained run); other_facts takes the run's edited
+  facts (plan.head, plan.relationship) out of the fact covariance."""
+  kind = covariance.DERIVED.get(config.covariance, config.covariance)
+  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir), kind=kind)
+  if config.covariance != "other_facts":
+    return covs
+  es = config.edit_set
+  if es.remap_subject_nested_object_edges or es.remap_object_nested_object_edges:
+    raise ValueError("--config.covariance: other_facts needs subject-object edits (the fact covariance holds "
+                     "subject-object facts); use facts or corpus for nested edits")
+  keys = covariance.fact_keys(params, cfg, dataset, layers, plan.head, plan.relationship)
+  num_facts = int(np.asarray(dataset.graph.objects_SxR).size)
+  return {l: covariance.without_facts(covs[l], keys[l], num_facts) for l in layers}
+
+
 def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
                      dataset=None, pretrained_dir=None):
   plan = editing.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
@@ -194,8 +210,7 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
   if hp.method == "rome":
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
     layer = int(paths[0].split("/")[1])
-    cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir),
-                                       kind=config.covariance)[layer]
+    cov = _key_covariances(config, params, cfg, dataset, [layer], pretrained_dir, plan)[layer]
     trainer = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
                                             closed_form.inverse_covariance(cov), hp.key_position, mesh)
   else:
@@ -366,8 +381,7 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
     # covariance stays the pretrained model's (as sequential ROME does)
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
     layer = int(paths[0].split("/")[1])
-    cov = covariance.cached_covariance(params, cfg, dataset, [layer], _cov_cache(pretrained_dir),
-                                       kind=config.covariance)[layer]
+    cov = _key_covariances(config, params, cfg, dataset, [layer], pretrained_dir, plan)[layer]
     vmapped = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
                                             closed_form.inverse_covariance(cov), hp.key_position)
 
@@ -378,7 +392,7 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
     train, track = one, 64
   elif hp.method in ("memit", "alphaedit"):
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
-    train, track = _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir), 64
+    train, track = _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir, plan), 64
   bar = progress.Progress(plan.num_edits, "edits", enabled=lead and config.progress, min_interval=0.0)
   records = []
 
@@ -399,14 +413,13 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
                          "delta": deltas.describe(composed)["norm"]}
 
 
-def _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir):
+def _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir, plan):
   """The `train` step of sequential memit / alphaedit: one least-squares update of the step's fact on the
   model with every earlier update merged (covariance: the pretrained model's, as for rome). alphaedit's
   solve also holds every earlier edit's keys in place (AlphaEdit's Kp term): the step function keeps
   them, so it is only for one run_sequential pass, in edit order."""
   layers = [int(p.split("/")[1]) for p in paths]
-  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir),
-                                       kind=config.covariance)
+  covs = _key_covariances(config, params, cfg, dataset, layers, pretrained_dir, plan)
   null_space = hp.method == "alphaedit"
   editor = closed_form.make_least_squares_editor(cfg, layers, covs, hp, null_space=null_space, chunk=1)
   earlier = {l: np.zeros((0, cfg.mlp_width)) for l in layers}
@@ -429,8 +442,7 @@ def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, e
   plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
   layers = [int(p.split("/")[1]) for p in paths]
   t0 = time.perf_counter()
-  covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir),
-                                       kind=config.covariance)
+  covs = _key_covariances(config, params, cfg, dataset, layers, pretrained_dir, plan)
   cov_s = time.perf_counter() - t0
   batch = editing.batch_of(plan.rows, plan.is_edit)
   batch.update({k: jax.numpy.asarray(v) for k, v in plan.extra.items()})

@@ -3,6 +3,7 @@ null-space (AlphaEdit-style) edits."""
 
 import dataclasses
 import pathlib
+import types
 
 import jax
 import numpy as np
@@ -55,6 +56,37 @@ def test_fact_covariance_is_the_mean_over_every_facts_recall_key(tiny_random):
   k = np.asarray(model.apply(params, prompts, cfg, head=False).mlp_key[1][:, -1], np.float64)
   got = covariance.fact_covariance(params, cfg, ds, [1], chunk=24)[1]  # 64 facts: a padded last chunk
   np.testing.assert_allclose(got, k.T @ k / len(k), rtol=1e-5, atol=1e-6 * np.abs(got).max())
+
+
+def test_other_facts_covariance_is_the_mean_over_the_facts_not_edited(tiny_random):
+  params, cfg, ds = tiny_random
+  S, R = ds.graph.objects_SxR.shape
+  prompts = covariance.fact_prompts(ds)
+  k = np.asarray(model.apply(params, prompts, cfg, head=False).mlp_key[1][:, -1], np.float64)
+  heads, rels = np.array([0, 3, 5]), np.array([1, 0, 1])
+  edited = heads * R + rels  # fact_prompts' order: subject-major
+  keys = covariance.fact_keys(params, cfg, ds, [1], heads, rels)[1]
+  np.testing.assert_allclose(keys, k[edited], rtol=1e-5, atol=1e-6)
+  full = covariance.fact_covariance(params, cfg, ds, [1])[1]
+  others = np.delete(k, edited, axis=0)
+  got = covariance.without_facts(full, keys, S * R)
+  np.testing.assert_allclose(got, others.T @ others / len(others), rtol=1e-4, atol=1e-6 * np.abs(got).max())
+  with pytest.raises(ValueError, match="other_facts"):
+    covariance.without_facts(full, k, S * R)
+
+
+def test_other_facts_covariance_of_a_run_takes_its_edited_facts_out(tiny_run):
+  params, cfg, ds = pretrained.load_pretrained(tiny_run)
+  c = edit_configs.get_config("memit,tiny")
+  c.covariance = "other_facts"
+  plan = types.SimpleNamespace(head=np.array([0, 1]), relationship=np.array([0, 0]))
+  got = edit_runner._key_covariances(c, params, cfg, ds, [0], tiny_run, plan)[0]
+  full = covariance.cached_covariance(params, cfg, ds, [0], tiny_run / "key_covariance", kind="facts")[0]
+  keys = covariance.fact_keys(params, cfg, ds, [0], plan.head, plan.relationship)[0]
+  np.testing.assert_array_equal(got, covariance.without_facts(full, keys, ds.graph.objects_SxR.size))
+  c.edit_set.remap_subject_nested_object_edges = True
+  with pytest.raises(ValueError, match="other_facts needs subject-object edits"):
+    edit_runner._key_covariances(c, params, cfg, ds, [0], tiny_run, plan)
 
 
 # ---- rank-one edits on a model that knows its facts ----------------------------------------------------------
@@ -167,9 +199,11 @@ def test_null_space_update_leaves_preserved_keys_outputs_unchanged():
 
 
 @pytest.mark.slow  # ~12 s each on 2 cores
-@pytest.mark.parametrize("method", ["memit", "alphaedit"])
+@pytest.mark.parametrize("method", ["memit", "alphaedit", "memit_other_facts"])
 def test_least_squares_batch_edit_of_every_fact_takes(tiny_run, tmp_path, method):
+  method, _, cov = method.partition("_")
   c = edit_configs.get_config(f"{method},tiny")
+  c.covariance = cov or c.covariance
   summary = edit_runner.run(c, tiny_run, tmp_path / "w")
   assert summary["edited"]["exact_match"]["before"] == 0
   # memit takes on the tiny model; alphaedit's null space of the tiny corpus's covariance leaves its keys

@@ -55,7 +55,8 @@ def _base() -> ml_collections.ConfigDict:
   # available). More edits than fit are refused before anything is loaded (closed_form.solve_bytes).
   c.solve_memory_bytes = 0
   # Closed-form methods: C = E[k k^T] over every token of the corpus ("corpus", the papers' choice) or over
-  # the last prompt token of every fact's statement ("facts": the keys where facts are recalled).
+  # the last prompt token of every fact's statement ("facts": the keys where facts are recalled), or that
+  # without the facts the run edits ("other_facts": the solve then holds no edited fact's old output).
   c.covariance = "corpus"
   # Where keys are read and values written: "subject" (ROME: the subject's last token) or "last" (the
   # last prompt token, where tracing the small model finds the recall).
