@@ -50,11 +50,12 @@ def _read_json(path: pathlib.Path):
     raise ValueError(f"{path.parent}: not a finished edit run ({path.name} unreadable: {e})") from e
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten_config(d, prefix: str = "") -> dict:
+  """{"a.b.c": leaf} of a nested mapping (a dict or a ConfigDict)."""
   out = {}
   for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
+    if hasattr(v, "items"):
+      out.update(flatten_config(v, f"{prefix}{k}."))
     else:
       out[f"{prefix}{k}"] = v
   return out
@@ -74,12 +75,12 @@ def seedless_signature(run_dir) -> dict:
   """What must be equal for two runs to be pooled: the edit config without its seed fields, the pretrained
   run's config without its seeds (or its path, when unreadable) and the edit set's options without its seed."""
   config = _read_json(pathlib.Path(run_dir) / CONFIG_FILE)
-  sig = {f"edit.{k}": v for k, v in _flatten(config).items() if k.split(".")[0] not in _EDIT_SEED_KEYS}
+  sig = {f"edit.{k}": v for k, v in flatten_config(config).items() if k.split(".")[0] not in _EDIT_SEED_KEYS}
   pre = _pretrained_config(config)
   if pre is None:
     sig["pretrained"] = config.get("pretrained")
   else:
-    sig.update({f"pretrained.{k}": v for k, v in _flatten(pre).items()
+    sig.update({f"pretrained.{k}": v for k, v in flatten_config(pre).items()
                 if k not in _PRETRAIN_SEED_KEYS and k != "data.seed"})
   if config.get("edit_set_dir"):
     manifest = _edit_set_manifest(config)
@@ -88,7 +89,7 @@ def seedless_signature(run_dir) -> dict:
     else:
       # The folder's own options apply (the config's edit_set.* and num_edits are ignored by the engine).
       sig = {k: v for k, v in sig.items() if not (k.startswith("edit.edit_set.") or k == "edit.num_edits")}
-      sig.update({f"edit_set_dir.{k}": v for k, v in _flatten(manifest.get("config", {})).items()})
+      sig.update({f"edit_set_dir.{k}": v for k, v in flatten_config(manifest.get("config", {})).items()})
   return sig
 
 

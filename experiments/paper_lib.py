@@ -22,6 +22,7 @@ import time
 import ml_collections
 import numpy as np
 
+from behemoth_jax import pooling
 from data_gen import cli
 
 TUNE_SCORE = ("edited", "reg_data")  # lr tuning: mean exact match of the edit and of unrelated facts
@@ -42,23 +43,13 @@ class Arm:
     return dict(self.label)
 
 
-def _flat(d, prefix="") -> dict:
-  out = {}
-  for k, v in (d.items() if hasattr(d, "items") else []):
-    if hasattr(v, "items"):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def pretrain_variants(config) -> dict[str, dict]:
   """variant -> flattened pretraining overrides (the config's shared ones, then the variant's)."""
-  base = _flat(config.pretrain_overrides)
+  base = pooling.flatten_config(config.pretrain_overrides)
   if config.experiment == "dissent_qa":
     return {f"minority{p}": {**base, "data.corpus.minority_position_frac": p} for p in config.minority_fracs}
   if config.experiment == "capacity":
-    return {name: {**base, **_flat(v)} for name, v in config.variants.items()}
+    return {name: {**base, **pooling.flatten_config(v)} for name, v in config.variants.items()}
   return {"base": base}
 
 
@@ -207,8 +198,8 @@ def _edit(c, pretrained_dir, workdir, ran: list) -> dict:
   from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
   done = pathlib.Path(workdir) / "summary.json"
   if done.is_file():  # finished: read back, if it was run with these options
-    ran_with = _flat(json.loads((pathlib.Path(workdir) / "config.json").read_text()))
-    now = _flat(json.loads(json.dumps({**c.to_dict(), "pretrained": str(pathlib.Path(pretrained_dir).absolute())})))
+    ran_with = pooling.flatten_config(json.loads((pathlib.Path(workdir) / "config.json").read_text()))
+    now = pooling.flatten_config(json.loads(json.dumps({**c.to_dict(), "pretrained": str(pathlib.Path(pretrained_dir).absolute())})))
     # Fields the engine gained after the run (absent from its config.json) do not count.
     differ = sorted(k for k in ran_with.keys() & now.keys() if ran_with[k] != now[k])
     if differ:
