@@ -19,13 +19,12 @@ r"""Closed-form edit speed (issue 10): rank-one edits per second, and one least-
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 import time
 
-from experiments.bench_editing import _median_time  # the same median-of-repeats timer as the LoRA workload
+from experiments.bench_editing import _median_time, script_main  # the LoRA workload's timer
 
 ROME = {"edits": 256, "width": 128, "layers": 4, "heads": 4, "vocab": 2432, "layer": 2, "key_position": "last",
         "steps": 20, "edit_rows": 1, "tokens_per_row": 12, "kl_prompts": 5, "kl_tokens": 11}
@@ -140,8 +139,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-  if unknown := [a for a in sys.argv[1:] if a != "--quick"]:
-    print(f"error: unknown option {unknown[0]}; allowed: --quick", file=sys.stderr)
-    sys.exit(2)
-  for row in run(quick="--quick" in sys.argv[1:]):
-    print(json.dumps(row))
+  sys.exit(script_main(run, sys.argv[1:]))

@@ -157,6 +157,17 @@ def run(quick: bool = False) -> list[dict]:
   return [measure(w, repeats=1 if quick else 3, loop_edits=8 if quick else 32), *bench_closed_form.run(quick)]
 
 
+def script_main(run_fn, argv, options=("--quick",)) -> int:
+  """A bench module run alone (`python -m experiments.bench_<x> [--quick]`): one JSON row per line; an
+  unknown argument is refused in one line (exit 2). run_fn takes one bool per option, in order."""
+  for arg in argv:
+    if arg not in options:
+      print(f"error: {arg.split('=')[0]}: not an option here (allowed: {', '.join(options)})", file=sys.stderr)
+      return 2
+  for row in run_fn(*(o in argv for o in options)):
+    print(json.dumps(row), flush=True)
+  return 0
+
+
 if __name__ == "__main__":
-  for row in run(quick="--quick" in sys.argv[1:]):
-    print(json.dumps(row))
+  sys.exit(script_main(run, sys.argv[1:]))

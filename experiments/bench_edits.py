@@ -9,7 +9,6 @@ Timings are the best of `repeats` runs, in seconds.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ from data_gen.edit_files import write_edit_set
 from data_gen.edits import EditConfig, build_edit_set
 from data_gen.graph import GraphConfig, make_graph
 from data_gen.vocab import make_vocab
+from experiments.bench_editing import script_main
 
 GRAPH = GraphConfig(num_subjects=100_000, num_relationships=6, num_objects=400)
 NESTED_GRAPH = GraphConfig(num_subjects=100_000, num_relationships=6, num_objects=400, num_nested_objects=20)
@@ -72,8 +72,4 @@ def run(quick: bool) -> list[dict]:
 
 
 if __name__ == "__main__":
-  if unknown := [a for a in sys.argv[1:] if a != "--quick"]:
-    print(f"error: unknown option {unknown[0]}; allowed: --quick", file=sys.stderr)
-    sys.exit(2)
-  for row in run(quick="--quick" in sys.argv[1:]):
-    print(json.dumps(row))
+  sys.exit(script_main(run, sys.argv[1:]))

@@ -15,7 +15,6 @@ r"""Evaluation speed: facts scored per second on a 100,000-fact graph, and the c
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from behemoth_jax import edit_metrics, editing, model
 from data_gen import dataset as dataset_lib
 from data_gen.corpus import CorpusConfig
 from data_gen.graph import GraphConfig
+from experiments.bench_editing import script_main
 
 CHUNK = 4096
 
@@ -94,9 +94,4 @@ def run(quick: bool, eval_only: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-  for arg in sys.argv[1:]:
-    if arg not in ("--quick", "--eval_only"):
-      print(f"error: {arg.split('=')[0]}: not an option of bench_eval (only --quick), got {arg}", file=sys.stderr)
-      sys.exit(2)
-  for row in run("--quick" in sys.argv[1:], "--eval_only" in sys.argv[1:]):  # --eval_only: no oracle retrain
-    print(json.dumps(row), flush=True)
+  sys.exit(script_main(run, sys.argv[1:], ("--quick", "--eval_only")))  # --eval_only: no oracle retrain

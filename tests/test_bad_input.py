@@ -49,7 +49,8 @@ PR = ["--config=experiments/configs/paper.py:rank,tiny", "--output={out}"]
 ORC = ["--pretrained={empty}", "--edits={edits}", "--workdir={out}"]
 
 # Exit status of an invalid option, where it is not 1 (the config-driven binaries and the argv-parsed suites).
-EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, REPORT: {2}, PAPER: {2}, "experiments.bench_train": {2}, "experiments.bench_edits": {2}}
+EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, REPORT: {2}, PAPER: {2},
+        **{f"experiments.bench_{m}": {2} for m in ("train", "edits", "editing", "eval", "closed_form")}}
 
 ROWS = [
     # --- data_gen.generate ---
@@ -172,6 +173,9 @@ ROWS = [
     (BENCH, ["--suite=data", "--output={file}/bench.json"], "--output"),
     ("experiments.bench_train", ["--nosuch"], "--nosuch"),
     ("experiments.bench_edits", ["--nosuch"], "--nosuch"),
+    ("experiments.bench_editing", ["--nosuch=1"], "--nosuch"),
+    ("experiments.bench_eval", ["--quick", "--nosuch"], "--nosuch"),
+    ("experiments.bench_closed_form", ["--nosuch"], "--nosuch"),
     ("experiments.bench_data", ["--nosuch"], "nosuch"),
     # --- experiments.export ---
     (EXPORT, [], "--pretrained"),
@@ -201,6 +205,8 @@ ROWS = [
      "--config.solve_memory_bytes"),
     (EDIT, ["--config=experiments/configs/edit.py:memit,tiny", *LORA[1:], "--config.covariance=nosuch"],
      "--config.covariance"),
+    (EDIT, ["--config=experiments/configs/edit.py:memit,tiny", *LORA[1:], "--config.covariance=other_facts",
+            "--config.edit_set.remap_subject_nested_object_edges=True"], "--config.covariance"),
     # --- experiments.oracle ---
     (ORACLE, ["--edits={edits}", "--workdir={out}"], "--pretrained"),
     (ORACLE, [*ORC, "--mode=nosuch"], "--mode"),

@@ -84,9 +84,6 @@ def test_other_facts_covariance_of_a_run_takes_its_edited_facts_out(tiny_run):
   full = covariance.cached_covariance(params, cfg, ds, [0], tiny_run / "key_covariance", kind="facts")[0]
   keys = covariance.fact_keys(params, cfg, ds, [0], plan.head, plan.relationship)[0]
   np.testing.assert_array_equal(got, covariance.without_facts(full, keys, ds.graph.objects_SxR.size))
-  c.edit_set.remap_subject_nested_object_edges = True
-  with pytest.raises(ValueError, match="other_facts needs subject-object edits"):
-    edit_runner._key_covariances(c, params, cfg, ds, [0], tiny_run, plan)
 
 
 # ---- rank-one edits on a model that knows its facts ----------------------------------------------------------
