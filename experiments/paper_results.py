@@ -218,6 +218,25 @@ def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]
                    f"facts; forget quality (KS p against the oracle) median {o.get('forget_quality_median', math.nan):.3g}"
                    f" over {len(o.get('forget_quality', []))} run(s); retains {_pct(_entry(by[a], 'reg_data', 'exact_match')['after'])}%"
                    " of unrelated facts.")
+  elif experiment == "capacity":
+    ranked = sorted(by, key=lambda a: -_score(by[a], experiment))
+    lines.append("By score (mean of edit takes and unrelated facts): " +
+                 ", ".join(f"{a} {_pct(_score(by[a], experiment))}" for a in ranked) + ".")
+    # Variants are e<exposures>_w<width>: one factor moves at a time, per method.
+    cell = {(*lab[a]["pretraining"].split("_"), lab[a]["method"]): a for a in by}
+    num = lambda tag: int(tag[1:])  # noqa: E731
+    for (e, w, m), a in sorted(cell.items()):
+      more_exposures = [cell[k] for k in cell if k[1:] == (w, m) and num(k[0]) > num(e)]
+      wider = [cell[k] for k in cell if (k[0], k[2]) == (e, m) and num(k[1]) > num(w)]
+      for key, metric, title in COLUMNS["capacity"][:2]:
+        pairs = [(f"{m}, width {num(w)}", f"{num(e)} exposures", b,
+                  f"{num(lab[b]['pretraining'].split('_')[0])} exposures") for b in more_exposures]
+        pairs += [(f"{m}, {num(e)} exposures", f"width {num(w)}", b,
+                   f"width {num(lab[b]['pretraining'].split('_')[1])}") for b in wider]
+        for where, name_a, b, name_b in pairs:
+          line = _compare(name_a, _entry(by[a], key, metric), name_b, _entry(by[b], key, metric), title)
+          if line:
+            lines.append(f"- {where}: {line}")
   else:
     ranked = sorted(by, key=lambda a: -_score(by[a], experiment))
     lines.append("By score (mean of the first column and unrelated facts): " +

@@ -91,3 +91,19 @@ def test_the_reading_calls_a_difference_only_where_intervals_are_apart():
   assert "not distinguishable" in paper_results._compare("r=4", a, "full", c, "edit takes")
   nan = {"after": 0.5, "after_ci": [float("nan"), float("nan")]}
   assert "not distinguishable" in paper_results._compare("x", a, "y", nan, "edit takes")
+
+
+def test_the_capacity_reading_moves_one_factor_at_a_time():
+  config = paper_configs.get_config("capacity,cpu")
+  arms = paper_lib.arms(config, 4)
+  takes = {"e100_w64": 0.2, "e1000_w64": 0.9, "e100_w128": 0.25, "e1000_w128": 0.9}
+  summary = {a.name: {"splits": {"edited": {"exact_match": {"after": takes[a.labels["pretraining"]],
+                                                            "after_ci": [takes[a.labels["pretraining"]] - 0.1,
+                                                                         takes[a.labels["pretraining"]] + 0.1]}}}}
+             for a in arms}
+  lines = paper_results.reading("capacity", arms, summary, {})
+  assert "- lora, width 64: edit takes: 100 exposures 20.0% vs 1000 exposures 90.0%, 1000 exposures higher " \
+         "(intervals apart)." in lines
+  assert "- lora, 100 exposures: edit takes: width 64 20.0% vs width 128 25.0%, not distinguishable " \
+         "(intervals overlap)." in lines
+  assert len(lines) == 1 + 2 * 4  # the ranking, then per method 2 exposure and 2 width pairs
