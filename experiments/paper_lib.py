@@ -89,9 +89,10 @@ def ensure_pretrained(config, overrides: dict, seed: int, root: pathlib.Path, ra
   workdir = root / "pretrain" / f"{config.pretrain}_{_hash(c.to_dict())}_s{seed}"
   if not (workdir / "summary.json").is_file():
     ran.append(str(workdir))
+    earlier = _pretrain_seconds(workdir)  # a killed attempt's steps, read before this one logs its own
     t0 = time.perf_counter()
     trainer.run(c, workdir)
-    cli.write_json_atomic(workdir / PRETRAIN_TIME, {"wall_s": _pretrain_seconds(workdir) + time.perf_counter() - t0})
+    cli.write_json_atomic(workdir / PRETRAIN_TIME, {"wall_s": earlier + time.perf_counter() - t0})
   return workdir
 
 
