@@ -62,6 +62,11 @@ def validate(config) -> None:
         f"got {config.solve_memory_bytes}")
   kinds = (*covariance.KINDS, *covariance.DERIVED)
   _need(config.covariance in kinds, "covariance", f"must be one of {', '.join(kinds)}, got {config.covariance!r}")
+  es = config.edit_set
+  _need(config.covariance != "other_facts" or not (es.remap_subject_nested_object_edges
+                                                    or es.remap_object_nested_object_edges),
+        "covariance", "other_facts needs subject-object edits (the fact covariance holds subject-object facts); "
+        "use facts or corpus for nested edits")
   _need(config.mode in edit_methods.MODES, "mode", f"must be one of {', '.join(edit_methods.MODES)}, "
         f"got {config.mode!r}")
   _need(config.loss_on in edit_data.LOSS_ON, "loss_on", f"must be one of {', '.join(edit_data.LOSS_ON)}, "
@@ -192,10 +197,6 @@ def _key_covariances(config, params, cfg, dataset, layers, pretrained_dir, plan)
   covs = covariance.cached_covariance(params, cfg, dataset, layers, _cov_cache(pretrained_dir), kind=kind)
   if config.covariance != "other_facts":
     return covs
-  es = config.edit_set
-  if es.remap_subject_nested_object_edges or es.remap_object_nested_object_edges:
-    raise ValueError("--config.covariance: other_facts needs subject-object edits (the fact covariance holds "
-                     "subject-object facts); use facts or corpus for nested edits")
   keys = covariance.fact_keys(params, cfg, dataset, layers, plan.head, plan.relationship)
   num_facts = int(np.asarray(dataset.graph.objects_SxR).size)
   return {l: covariance.without_facts(covs[l], keys[l], num_facts) for l in layers}
