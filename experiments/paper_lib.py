@@ -200,7 +200,8 @@ def _edit(c, pretrained_dir, workdir, ran: list) -> dict:
   done = pathlib.Path(workdir) / "summary.json"
   if done.is_file():  # finished: read back, if it was run with these options
     ran_with = pooling.flatten_config(json.loads((pathlib.Path(workdir) / "config.json").read_text()))
-    now = pooling.flatten_config(json.loads(json.dumps({**c.to_dict(), "pretrained": str(pathlib.Path(pretrained_dir).absolute())})))
+    now = pooling.flatten_config(
+        json.loads(json.dumps({**c.to_dict(), "pretrained": str(pathlib.Path(pretrained_dir).absolute())})))
     # Fields the engine gained after the run (absent from its config.json) do not count.
     differ = sorted(k for k in ran_with.keys() & now.keys() if ran_with[k] != now[k])
     if differ:

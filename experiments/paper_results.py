@@ -162,6 +162,13 @@ def _compare(name_a, a, name_b, b, what) -> str:
   return f"{what}: {name_a} {_pct(a['after'])}% vs {name_b} {_pct(b['after'])}%, not distinguishable (intervals overlap)."
 
 
+def _ranking(by: dict, experiment: str, first: str, name=lambda a: a) -> str:
+  """The arms by score (the mean of the first column, `first`, and unrelated facts), best first."""
+  ranked = sorted(by, key=lambda a: -_score(by[a], experiment))
+  return (f"By score (mean of {first} and unrelated facts): " +
+          ", ".join(f"{name(a)} {_pct(_score(by[a], experiment))}" for a in ranked) + ".")
+
+
 def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]:
   """Statements computed from the numbers (see the module docstring)."""
   lines = []
@@ -185,9 +192,7 @@ def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]
           lines.append("- " + line)
   elif experiment == "blocks":
     names = {lab[a]["targets"]: a for a in by}
-    ranked = sorted(by, key=lambda a: -_score(by[a], experiment))
-    lines.append("By score (mean of edit takes and unrelated facts): " +
-                 ", ".join(f"{lab[a]['targets']} {_pct(_score(by[a], experiment))}" for a in ranked) + ".")
+    lines.append(_ranking(by, experiment, "edit takes", lambda a: lab[a]["targets"]))
     for a, b in (("mlp", "blocks"), ("attn", "blocks"), ("mlp", "attn"), ("layer:0-1", "layer:2-3")):
       if a in names and b in names:
         for key, metric, title in COLUMNS["blocks"][:3]:
@@ -208,9 +213,7 @@ def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]
         picked = sorted({_traced_layer(d) for d in summary[a]["runs"]} - {None})
         lines.append(f"{a}: tracing picked layer {', '.join(map(str, picked)) or '?'}; the edit takes "
                      f"{_pct(_entry(by[a], 'edited', 'exact_match')['after'])}%.")
-    ranked = sorted(by, key=lambda a: -_score(by[a], experiment))
-    lines.append("By score (mean of edit takes and unrelated facts): " +
-                 ", ".join(f"{a} {_pct(_score(by[a], experiment))}" for a in ranked) + ".")
+    lines.append(_ranking(by, experiment, "edit takes"))
   elif experiment == "unlearning":
     for a in by:
       o = summary[a].get("oracle", {})
@@ -219,28 +222,22 @@ def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]
                    f" over {len(o.get('forget_quality', []))} run(s); retains {_pct(_entry(by[a], 'reg_data', 'exact_match')['after'])}%"
                    " of unrelated facts.")
   elif experiment == "capacity":
-    ranked = sorted(by, key=lambda a: -_score(by[a], experiment))
-    lines.append("By score (mean of edit takes and unrelated facts): " +
-                 ", ".join(f"{a} {_pct(_score(by[a], experiment))}" for a in ranked) + ".")
+    lines.append(_ranking(by, experiment, "edit takes"))
     # Variants are e<exposures>_w<width>: one factor moves at a time, per method.
     cell = {(*lab[a]["pretraining"].split("_"), lab[a]["method"]): a for a in by}
     num = lambda tag: int(tag[1:])  # noqa: E731
     for (e, w, m), a in sorted(cell.items()):
-      more_exposures = [cell[k] for k in cell if k[1:] == (w, m) and num(k[0]) > num(e)]
-      wider = [cell[k] for k in cell if (k[0], k[2]) == (e, m) and num(k[1]) > num(w)]
       for key, metric, title in COLUMNS["capacity"][:2]:
-        pairs = [(f"{m}, width {num(w)}", f"{num(e)} exposures", b,
-                  f"{num(lab[b]['pretraining'].split('_')[0])} exposures") for b in more_exposures]
-        pairs += [(f"{m}, {num(e)} exposures", f"width {num(w)}", b,
-                   f"width {num(lab[b]['pretraining'].split('_')[1])}") for b in wider]
+        pairs = [(f"{m}, width {num(w)}", f"{num(e)} exposures", cell[k], f"{num(k[0])} exposures")
+                 for k in cell if k[1:] == (w, m) and num(k[0]) > num(e)]
+        pairs += [(f"{m}, {num(e)} exposures", f"width {num(w)}", cell[k], f"width {num(k[1])}")
+                  for k in cell if (k[0], k[2]) == (e, m) and num(k[1]) > num(w)]
         for where, name_a, b, name_b in pairs:
           line = _compare(name_a, _entry(by[a], key, metric), name_b, _entry(by[b], key, metric), title)
           if line:
             lines.append(f"- {where}: {line}")
   else:
-    ranked = sorted(by, key=lambda a: -_score(by[a], experiment))
-    lines.append("By score (mean of the first column and unrelated facts): " +
-                 ", ".join(f"{a} {_pct(_score(by[a], experiment))}" for a in ranked) + ".")
+    lines.append(_ranking(by, experiment, "the first column"))
     if experiment == "dissent_qa":
       for a in by:
         for key, metric, title in _QUESTION:
