@@ -41,8 +41,10 @@ paper: $(STAMP)
 	  $(BIN)/python -m experiments.paper --config=experiments/configs/paper.py:$$e,accel --output=results_accel \
 	    --docs=docs/results_accel.md || exit $$?; done
 
+# One suite: make bench SUITE=edit (GNU make takes no --suite=...; this is `experiments.bench --suite=edit`).
+SUITE ?= all
 bench: $(STAMP)
-	$(BIN)/python -m experiments.bench --suite=all --output=runs/bench.json
+	$(BIN)/python -m experiments.bench --suite=$(SUITE) --output=runs/bench.json
 
 clean:
 	rm -rf runs build *.egg-info
