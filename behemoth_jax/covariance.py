@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax import model
-from data_gen import cli
+from data_gen.common import atomic
 
 
 def _sums_fn(cfg: model.ModelConfig, layers: tuple[int, ...]):
@@ -184,7 +184,7 @@ def cached_covariance(params, cfg, dataset, layers, cache_dir, chunk: int = 512,
     for l, c in fresh.items():
       buf = io.BytesIO()
       np.save(buf, c)
-      cli.write_bytes_atomic(path(l), buf.getvalue())
+      atomic.write_bytes_atomic(path(l), buf.getvalue())
     (cache_dir / "README.json").write_text(json.dumps(
         {"what": "C = E[k k^T] of MLP keys over the training corpus (cov_*) or over the last prompt token of "
                  "every fact's statement (covfacts_*); behemoth_jax/covariance.py"}) + "\n")

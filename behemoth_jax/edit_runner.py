@@ -32,10 +32,10 @@ from jax.sharding import NamedSharding, PartitionSpec
 from behemoth_jax import (checkpoint, closed_form, covariance, deltas, edit_data, edit_methods, editing, loop,
                           metrics, pretrained)
 from behemoth_jax import edit_metrics, stats
-from data_gen import cli, progress
+from data_gen.common import atomic, progress
 from data_gen.edit_files import load_edit_set
 from data_gen.edits import TEMPLATE_TAG, EditConfig, build_edit_set
-from data_gen.errors import OptionError
+from data_gen.common.errors import OptionError
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.jsonl"
@@ -160,13 +160,13 @@ def _summary_key(name: str, template: str, primary: dict) -> str:
 
 
 def _atomic_json(path: pathlib.Path, obj) -> None:
-  cli.write_json_atomic(path, obj, allow_nan=True)
+  atomic.write_json_atomic(path, obj, allow_nan=True)
 
 
 def _save_npz_atomic(path: pathlib.Path, **arrays) -> None:
   buf = io.BytesIO()
   np.savez(buf, **arrays)
-  cli.write_bytes_atomic(path, buf.getvalue())
+  atomic.write_bytes_atomic(path, buf.getvalue())
 
 
 def _mean_or_nan(x) -> float:
@@ -408,7 +408,7 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
   finally:
     bar.close()
   train_s = time.perf_counter() - t0
-  cli.write_text_atomic(workdir / "sequential.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+  atomic.write_text_atomic(workdir / "sequential.jsonl", "".join(json.dumps(r) + "\n" for r in records))
   rows, summary = _measure_delta(config, workdir, composed, evaluator, params, evals, "composed", "sequential")
   return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s,
                          "delta": deltas.describe(composed)["norm"]}
@@ -541,7 +541,7 @@ def run(config, pretrained_dir, workdir) -> dict:
             "seed": config.seed, "edit_set_seed": config.edit_set_seed}
   rows = [{**r, **run_id} for r in rows]
   if lead:
-    cli.write_text_atomic(workdir / RESULTS_FILE,
+    atomic.write_text_atomic(workdir / RESULTS_FILE,
                           "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
     _atomic_json(workdir / RUN_FILE, info)
     _atomic_json(workdir / SUMMARY_FILE, summary)  # last: its presence means the run is complete

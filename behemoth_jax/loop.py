@@ -19,7 +19,7 @@ from typing import Callable
 import jax
 
 from behemoth_jax import checkpoint
-from data_gen import progress
+from data_gen.common import progress
 
 
 class NonFiniteLossError(RuntimeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from data_gen import cli
+from data_gen.common import atomic
 
 
 class JsonlWriter:
@@ -40,7 +40,7 @@ def truncate_after(path, step: int) -> None:
       continue  # a partial last line from a hard kill
     if record.get("step", 0) <= step:
       kept.append(line)
-  cli.write_text_atomic(path, "".join(line + "\n" for line in kept))
+  atomic.write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def read_jsonl(path) -> list[dict]:

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax import deltas, edit_data, editing, edit_metrics, model, pretrained, stats
-from data_gen import cli
+from data_gen.common import atomic
 from data_gen.edit_files import EDIT_SPLIT_NAMES, load_edit_set
 from data_gen.edited_graph import MODES, edited_dataset, edited_facts
 
@@ -102,7 +102,7 @@ def merge_into_summary(path: pathlib.Path, compared: dict, oracle_dir) -> dict:
     for metric in COMPARED_METRICS:
       if metric in by_metric:
         summary.setdefault(split, {})[metric] = {**by_metric[metric], "oracle": str(pathlib.Path(oracle_dir).absolute())}
-  cli.write_json_atomic(path, summary, allow_nan=True)
+  atomic.write_json_atomic(path, summary, allow_nan=True)
   return summary
 
 
@@ -236,9 +236,9 @@ def run(pretrained_dir, edits_dir, workdir, mode: str = "remove", seeds=(0,), st
   if (o / SUMMARY_FILE).is_file() and not unlearned_dir:
     return json.loads((o / SUMMARY_FILE).read_text())
   if not (o / ORACLE_FILE).is_file():
-    cli.write_json_atomic(o / ORACLE_FILE, options)
+    atomic.write_json_atomic(o / ORACLE_FILE, options)
   if not (o / "data").is_dir():
-    with cli.atomic_directory(o / "data", option="workdir") as tmp:
+    with atomic.atomic_directory(o / "data", option="workdir") as tmp:
       edited_dataset(ds, edit_set, mode).save_native(tmp)
   from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
   oracle_params = []
@@ -258,7 +258,7 @@ def run(pretrained_dir, edits_dir, workdir, mode: str = "remove", seeds=(0,), st
   compiled = {}
   if not (o / SUMMARY_FILE).is_file():
     summary = evaluate(cfg, oracle_params, params, None, evals, candidates, compiled=compiled)
-    cli.write_json_atomic(o / SUMMARY_FILE, summary, allow_nan=True)
+    atomic.write_json_atomic(o / SUMMARY_FILE, summary, allow_nan=True)
   if not unlearned_dir:
     return json.loads((o / SUMMARY_FILE).read_text())
   u = pathlib.Path(unlearned_dir)

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from behemoth_jax import checkpoint, data, evaluate, flops, loop, metrics, model, optim, train
-from data_gen import cli
+from data_gen.common import atomic
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -81,7 +81,7 @@ def load_dataset(config):
   import dataclasses  # pylint: disable=g-import-not-at-top
   from data_gen import dataset, text
   from data_gen.corpus import CorpusConfig
-  from data_gen.errors import OptionError
+  from data_gen.common.errors import OptionError
   from data_gen.graph import GraphConfig
   if config.data.dir:
     ds = _load_dataset_dir(config.data.dir, "data.dir")
@@ -250,7 +250,7 @@ def run(config, workdir) -> dict:
     state = train.init_state(jax.random.key(config.seed), cfg, optimizer, mesh)
   if lead:
     metrics.truncate_after(workdir / METRICS_FILE, start)
-    cli.write_json_atomic(workdir / CONFIG_FILE, _resolved_config(config, cfg, mesh))
+    atomic.write_json_atomic(workdir / CONFIG_FILE, _resolved_config(config, cfg, mesh))
   writer = metrics.JsonlWriter(workdir / METRICS_FILE) if lead else None
 
   exact_match = evaluate.make_exact_match_fn(cfg, mesh)
@@ -298,7 +298,7 @@ def run(config, workdir) -> dict:
              **{k: v for k, v in final.items() if k.endswith("accuracy")}}
   if writer:
     writer.close()
-    cli.write_json_atomic(workdir / SUMMARY_FILE, summary)
+    atomic.write_json_atomic(workdir / SUMMARY_FILE, summary)
   return summary
 
 

@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 
 from data_gen import hashing
-from data_gen.errors import check_fraction, check_positive, require
+from data_gen.common.errors import check_fraction, check_positive, require
 from data_gen.graph import NONE, FactGraph
 from data_gen.templates import (FACT_WIDTH, FILLER, PRETRAINING_TEMPLATES, SKIP, TemplateArrays,
                                 make_template, template_arrays)

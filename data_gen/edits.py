@@ -63,7 +63,7 @@ import numpy as np
 
 from data_gen import edit_select as sel
 from data_gen.corpus import KIND_NAMES, OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, spell_facts
-from data_gen.errors import OptionError, check_fraction, check_positive, require
+from data_gen.common.errors import OptionError, check_fraction, check_positive, require
 from data_gen.graph import FactGraph
 from data_gen.probes import render_probe_tokens
 from data_gen.templates import FINETUNING_TEMPLATES, make_template

@@ -19,9 +19,10 @@ import time
 from absl import flags
 import numpy as np
 
-from data_gen import cli, dataset, writer
+from data_gen.common import atomic, cli
+from data_gen import dataset, writer
 from data_gen.corpus import CorpusConfig
-from data_gen.errors import OptionError, check_positive, require
+from data_gen.common.errors import OptionError, check_positive, require
 from data_gen.graph import GraphConfig, make_graph
 from data_gen.templates import PRETRAINING_TEMPLATES
 
@@ -154,7 +155,7 @@ def main(argv: list[str]) -> None:
   args["shards"] = shards  # as the original records it: the count used
   start = time.perf_counter()
   writer.keep_freed_memory()
-  with cli.atomic_directory(_OUTPUT_DIR.value, _OVERWRITE.value) as tmp:
+  with atomic.atomic_directory(_OUTPUT_DIR.value, _OVERWRITE.value) as tmp:
     meta = writer.write_dataset(tmp, ds, shards, args, corpus=writes_corpus,
                                 validations=not _GRAPH_ONLY.value, show_progress=sys.stderr.isatty())
   summary = {k: meta[k] for k in ("vocab_size", "num_subjects", "num_relationships", "num_objects",

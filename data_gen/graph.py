@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from data_gen.errors import OptionError, check_fraction, check_positive, require
+from data_gen.common.errors import OptionError, check_fraction, check_positive, require
 
 NONE = -1  # "no such value" in every int array (no minority object, no nesting).
 

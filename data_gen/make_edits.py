@@ -19,9 +19,10 @@ import time
 
 from absl import flags
 
-from data_gen import cli, dataset, edit_files
+from data_gen.common import atomic, cli
+from data_gen import dataset, edit_files
 from data_gen.edits import EditConfig, build_edit_set
-from data_gen.errors import OptionError, require
+from data_gen.common.errors import OptionError, require
 from data_gen.templates import FINETUNING_TEMPLATES
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder written by `python -m data_gen.generate`.")
@@ -111,7 +112,7 @@ def main(argv: list[str]) -> None:
   edit_set = build_edit_set(ds.graph, config, _SEED.value)
   build_seconds = time.perf_counter() - start
   out = pathlib.Path(_OUTPUT_DIR.value or pathlib.Path(_DATA_DIR.value, edit_files.folder_name(config, _SEED.value)))
-  with cli.atomic_directory(out, _OVERWRITE.value) as tmp:
+  with atomic.atomic_directory(out, _OVERWRITE.value) as tmp:
     manifest = edit_files.write_edit_set(tmp, edit_set, ds.vocab,
                                          {"data_dir": str(_DATA_DIR.value), "dataset_seed": ds.seed},
                                          qa_subject_S=ds.graph.qa_subject_S if ds.tables.layout.qa else None)

@@ -18,7 +18,7 @@ import itertools
 
 import numpy as np
 
-from data_gen.errors import OptionError
+from data_gen.common.errors import OptionError
 from data_gen.vocab import AA, OO, QQ, RR, SS, Vocab
 
 # Slot codes (negative so that they never collide with token ids). The fact vector of a sentence is

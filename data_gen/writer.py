@@ -40,7 +40,7 @@ from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT
 from data_gen.dataset import Dataset
 from data_gen.graph import NONE, FactGraph, GraphConfig
 from data_gen.probes import ProbeSet
-from data_gen.progress import Progress
+from data_gen.common.progress import Progress
 from data_gen.text import (DATA_DIR, WordTable, shard_name, spell_int_rows, spell_token_fields,
                            write_probe_file)
 from data_gen.tokenizer import write_tokenizer

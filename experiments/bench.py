@@ -21,8 +21,8 @@ import time
 
 from absl import flags
 
-from data_gen import cli
-from data_gen.errors import OptionError, require
+from data_gen.common import atomic, cli
+from data_gen.common.errors import OptionError, require
 
 SUITES = {"data": "experiments.bench_data", "train": "experiments.bench_train",
           "edits": "experiments.bench_edits", "edit": "experiments.bench_editing", "eval": "experiments.bench_eval"}
@@ -57,7 +57,7 @@ def main(argv):
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"machine": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": _QUICK.value, "results": results}
-    cli.write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
+    atomic.write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

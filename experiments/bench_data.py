@@ -26,7 +26,7 @@ import time
 
 from absl import flags
 
-from data_gen import cli
+from data_gen.common import cli
 
 # The original on this project's 2-core AMD EPYC machine (issue 8: 33.9 s; earlier runs 35 s), peak 466 MB.
 ORIGINAL_CORPUS_S = 33.9

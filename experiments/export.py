@@ -20,8 +20,8 @@ import sys
 
 from absl import flags
 
-from data_gen import cli
-from data_gen.errors import OptionError, require
+from data_gen.common import atomic, cli
+from data_gen.common.errors import OptionError, require
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None,
                                   "Pretraining work dir (python -m experiments.pretrain).")
@@ -152,7 +152,7 @@ def export(pretrained, output, delta=None, overwrite: bool = False, edit_index: 
     provenance["delta"] = str(d.absolute())
     if index >= 0:
       provenance.update(edit_index=edit_index, index_in_delta=index)
-  with cli.atomic_directory(out, overwrite=overwrite, option="output") as tmp:
+  with atomic.atomic_directory(out, overwrite=overwrite, option="output") as tmp:
     hf.save(tmp, params, cfg, vocab=dataset.vocab, extra=provenance)
   return out
 

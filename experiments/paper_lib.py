@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from behemoth_jax import pooling
-from data_gen import cli
+from data_gen.common import atomic
 
 TUNE_SCORE = ("edited", "reg_data")  # lr tuning: mean exact match of the edit and of unrelated facts
 
@@ -92,7 +92,7 @@ def ensure_pretrained(config, overrides: dict, seed: int, root: pathlib.Path, ra
     earlier = _pretrain_seconds(workdir)  # a killed attempt's steps, read before this one logs its own
     t0 = time.perf_counter()
     trainer.run(c, workdir)
-    cli.write_json_atomic(workdir / PRETRAIN_TIME, {"wall_s": earlier + time.perf_counter() - t0})
+    atomic.write_json_atomic(workdir / PRETRAIN_TIME, {"wall_s": earlier + time.perf_counter() - t0})
   return workdir
 
 
@@ -251,7 +251,7 @@ def _write_edit_set(config, pretrained_dir: pathlib.Path, out: pathlib.Path, see
   c = edit_config(config, Arm("forget", method), None, seed)
   _, _, ds = edit_runner.load_pretrained_checked(pretrained_dir)
   edit_set = edit_runner.edit_set_of(c, ds)
-  with cli.atomic_directory(out, option="output") as tmp:
+  with atomic.atomic_directory(out, option="output") as tmp:
     edit_files.write_edit_set(tmp, edit_set, ds.vocab)
   return out
 

@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 
 from behemoth_jax import pooling, stats
-from data_gen import cli
+from data_gen.common import atomic
 
 # (summary key, metric, column title) per experiment; the first column is the edit itself.
 _TAKES = ("edited", "exact_match", "edit takes")
@@ -352,11 +352,11 @@ def write_experiment(exp: pathlib.Path, config, arms: list, info: dict) -> None:
     for row in (pathlib.Path(r["dir"]) / "results.jsonl").read_text().splitlines():
       if row.strip():
         lines.append(json.dumps({"arm": r["arm"], "pretrain_seed": r["seed"], **json.loads(row)}, allow_nan=True))
-  cli.write_text_atomic(exp / "results.jsonl", "\n".join(lines) + "\n")
-  cli.write_json_atomic(exp / "summary.json", summary, allow_nan=True)
+  atomic.write_text_atomic(exp / "results.jsonl", "\n".join(lines) + "\n")
+  atomic.write_json_atomic(exp / "summary.json", summary, allow_nan=True)
   plots = _plot(exp, config.experiment, arms, summary, info)
-  cli.write_text_atomic(exp / "section.md", section(config, arms, summary, info, plots))
-  cli.write_json_atomic(exp / "run.json", {k: v for k, v in info.items() if k != "trace"}, allow_nan=True)
+  atomic.write_text_atomic(exp / "section.md", section(config, arms, summary, info, plots))
+  atomic.write_json_atomic(exp / "run.json", {k: v for k, v in info.items() if k != "trace"}, allow_nan=True)
 
 
 _KNOWN = (("eval/kind/subject_object/accuracy", "facts"), ("eval/question_trained/accuracy", "questions asked"),
@@ -454,5 +454,5 @@ def assemble_docs(root: pathlib.Path, docs: pathlib.Path) -> pathlib.Path:
     else:
       parts += [f"## {TITLES[e]}", "", "Not run yet: `python -m experiments.paper "
                 f"--config=experiments/configs/paper.py:{e},cpu --output={root}`.", ""]
-  cli.write_text_atomic(docs, "\n".join(parts))
+  atomic.write_text_atomic(docs, "\n".join(parts))
   return docs

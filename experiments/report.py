@@ -43,10 +43,10 @@ def main(argv):
   out = pathlib.Path(_OUTPUT.value)
   if out.exists():
     config_cli.fail(f"--output: {out} already exists; choose a new folder")
-  from data_gen import cli  # pylint: disable=g-import-not-at-top
-  from data_gen.errors import OptionError  # pylint: disable=g-import-not-at-top
+  from data_gen.common import atomic  # pylint: disable=g-import-not-at-top
+  from data_gen.common.errors import OptionError  # pylint: disable=g-import-not-at-top
   try:
-    with cli.atomic_directory(out, option="output") as tmp:
+    with atomic.atomic_directory(out, option="output") as tmp:
       text = build(results, tmp)
       (tmp / "report.md").write_text(text)
   except OptionError as e:

@@ -46,7 +46,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from behemoth_jax import edit_runner, tracing  # pylint: disable=g-import-not-at-top
-  from data_gen import cli  # pylint: disable=g-import-not-at-top
+  from data_gen.common import atomic  # pylint: disable=g-import-not-at-top
   from data_gen.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
   from data_gen.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
   try:
@@ -83,7 +83,7 @@ def main(argv):
   peak = np.unravel_index(mlp.argmax(), mlp.shape)
   out["mlp_peak"] = {"layer": int(peak[0]), "position": int(peak[1]), "effect": float(mlp[peak])}
   workdir.mkdir(parents=True)
-  cli.write_text_atomic(workdir / "trace.json", json.dumps(out, indent=1) + "\n")
+  atomic.write_text_atomic(workdir / "trace.json", json.dumps(out, indent=1) + "\n")
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

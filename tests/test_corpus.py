@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from data_gen import dataset
 from data_gen.corpus import CorpusConfig
-from data_gen.errors import OptionError
+from data_gen.common.errors import OptionError
 from data_gen.graph import NONE, GraphConfig
 from data_gen.vocab import OO, QQ, RR, SS
 

@@ -11,7 +11,7 @@ import pytest
 from data_gen import corpus
 from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED
 from data_gen.edits import EVAL, REFUSED, TRAIN, EditConfig, build_edit_set, fact_vectors
-from data_gen.errors import OptionError
+from data_gen.common.errors import OptionError
 from data_gen.graph import GraphConfig, make_graph
 from data_gen.templates import REFUSAL_ANSWER
 from data_gen.vocab import make_vocab

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from data_gen.errors import OptionError
+from data_gen.common.errors import OptionError
 from data_gen.graph import NONE, GraphConfig, make_graph
 
 # Critical values of the chi-square distribution at p = 0.001 (a fixed seed makes the tests exact).

@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 
 from behemoth_jax import evaluate, hf, model, trainer  # noqa: E402
 from data_gen import text  # noqa: E402
-from data_gen.errors import OptionError  # noqa: E402
+from data_gen.common.errors import OptionError  # noqa: E402
 from experiments import export  # noqa: E402
 from experiments.configs import pretrain as pretrain_configs  # noqa: E402
 

@@ -1,6 +1,6 @@
 import io
 
-from data_gen.progress import Progress
+from data_gen.common.progress import Progress
 
 
 def test_progress_line_counts_from_the_resume_point_and_shows_the_note():

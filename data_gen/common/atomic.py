@@ -1,4 +1,4 @@
-"""What every binary shares: one-line errors for bad options, and all-or-nothing output folders."""
+"""All-or-nothing outputs: files written through a temporary sibling and a rename, folders likewise."""
 
 from __future__ import annotations
 
@@ -7,37 +7,9 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
-from typing import Callable
 
-from absl import app, flags
-
-from data_gen.errors import OptionError
-
-
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(1)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:  # absl prints a usage screen; one line is what a script can act on
-    _fail(str(e).splitlines()[0])
-
-
-def run(main: Callable[[list[str]], None]) -> None:
-  """app.run, with flag errors and OptionErrors reported as one line and exit status 1."""
-
-  def guarded(argv):
-    try:
-      main(argv)
-    except OptionError as e:
-      _fail(str(e))
-
-  app.run(guarded, flags_parser=_parse_flags)
+from data_gen.common.errors import OptionError
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
