@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from behemoth_jax import deltas, losses, model
+from behemoth_jax.model import deltas, losses, model
 
 
 def down_path(layer: int) -> str:

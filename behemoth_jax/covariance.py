@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax import model
+from behemoth_jax.model import model
 from data_gen.common import atomic
 
 

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from behemoth_jax import deltas, losses, model
+from behemoth_jax.model import deltas, losses, model
 
 METHODS = ("ft", "ft_l", "lora", "ga", "graddiff", "npo", "refusal", "rome", "memit", "alphaedit")
 # Closed-form locate-then-edit methods (closed_form.py): they write one MLP down-projection per layer.

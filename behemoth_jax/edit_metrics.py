@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax import model
+from behemoth_jax.model import model
 
 METRICS = ("exact_match", "exact_match_old", "logprob_new", "logprob_old", "efficacy",
            "token_accuracy_teacher_forced", "rank")

@@ -29,8 +29,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from behemoth_jax import (checkpoint, closed_form, covariance, deltas, edit_data, edit_methods, editing, loop,
-                          metrics, pretrained)
+from behemoth_jax import checkpoint, closed_form, covariance, edit_data, edit_methods, editing, loop, metrics, pretrained
+from behemoth_jax.model import deltas
 from behemoth_jax import edit_metrics, stats
 from data_gen.common import atomic, progress
 from data_gen.edit_files import load_edit_set

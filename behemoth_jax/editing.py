@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from behemoth_jax import deltas, edit_data, edit_methods, edit_metrics, model
+from behemoth_jax.model import deltas, model
+from behemoth_jax import edit_data, edit_methods, edit_metrics
 
 FACTS_AXIS = "facts"
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax import model
+from behemoth_jax.model import model
 from data_gen.corpus import KIND_NAMES
 
 

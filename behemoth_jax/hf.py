@@ -21,7 +21,7 @@ import pathlib
 import jax
 import numpy as np
 
-from behemoth_jax import model
+from behemoth_jax.model import model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -53,7 +53,7 @@ DECAY_PATTERN = r".*/kernel"
 
 
 def _decay_mask(params):
-  from behemoth_jax import model  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
   return model.path_mask(params, DECAY_PATTERN)
 
 

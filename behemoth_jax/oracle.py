@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax import deltas, edit_data, editing, edit_metrics, model, pretrained, stats
+from behemoth_jax.model import deltas, model
+from behemoth_jax import edit_data, editing, edit_metrics, pretrained, stats
 from data_gen.common import atomic
 from data_gen.edit_files import EDIT_SPLIT_NAMES, load_edit_set
 from data_gen.edited_graph import MODES, edited_dataset, edited_facts

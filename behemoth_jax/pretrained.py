@@ -13,7 +13,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from behemoth_jax import model, trainer
+from behemoth_jax.model import model
+from behemoth_jax import trainer
 
 
 class PretrainedError(ValueError):

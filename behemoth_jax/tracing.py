@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax import model
+from behemoth_jax.model import model
 
 COMPONENTS = ("residual", "mlp", "attn")
 _CAPTURE = {"residual": "residual", "mlp": "mlp_out", "attn": "attn_out"}

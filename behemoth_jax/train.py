@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from behemoth_jax import losses, model
+from behemoth_jax.model import losses, model
 
 DATA_AXIS = "data"
 

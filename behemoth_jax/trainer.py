@@ -16,7 +16,8 @@ import time
 import jax
 import numpy as np
 
-from behemoth_jax import checkpoint, data, evaluate, flops, loop, metrics, model, optim, train
+from behemoth_jax import checkpoint, data, evaluate, loop, metrics, optim, train
+from behemoth_jax.model import flops, model
 from data_gen.common import atomic
 
 CONFIG_FILE = "config.json"

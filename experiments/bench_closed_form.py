@@ -51,7 +51,8 @@ def measure_rome(w: dict, repeats: int, loop_edits: int) -> dict:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from behemoth_jax import closed_form, model  # pylint: disable=g-import-not-at-top
+  from behemoth_jax import closed_form  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
   from experiments.bench_editing import cpu_model  # pylint: disable=g-import-not-at-top
 
   cfg = model.ModelConfig(vocab_size=w["vocab"], num_layers=w["layers"], width=w["width"], num_heads=w["heads"],
@@ -94,7 +95,8 @@ def measure_memit(w: dict, repeats: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from behemoth_jax import closed_form, covariance, edit_methods, model, trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax import closed_form, covariance, edit_methods, trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
   from experiments.bench_editing import cpu_model  # pylint: disable=g-import-not-at-top
   from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
 

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax import edit_metrics, editing, model
+from behemoth_jax import edit_metrics, editing
+from behemoth_jax.model import model
 from data_gen import dataset as dataset_lib
 from data_gen.corpus import CorpusConfig
 from data_gen.graph import GraphConfig

@@ -131,7 +131,8 @@ def _worker(spec: dict) -> dict:
   import jax.numpy as jnp
   import numpy as np
 
-  from behemoth_jax import flops, losses, model, optim, train
+  from behemoth_jax.model import flops, losses, model
+  from behemoth_jax import optim, train
 
   variant = spec.get("variant", "ours")
   if variant == "onehot_embed_grad":  # embedding gradient as a one-hot matmul instead of scatter-add

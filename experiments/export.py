@@ -87,7 +87,7 @@ def resolve_delta(path, edit_index: int = -1) -> tuple[pathlib.Path, int]:
 def merge_delta(params, path, edit_index: int = -1):
   """params with the delta that `path` (and `edit_index`) name merged in; OptionError if it is not a
   delta of this model."""
-  from behemoth_jax import deltas  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.model import deltas  # pylint: disable=g-import-not-at-top
   d, index = resolve_delta(path, edit_index)
   try:
     delta = deltas.load(d)
@@ -118,7 +118,7 @@ def _take(delta, index: int):
 
 def _stack_size(params, delta) -> int:
   """F if every leaf of `delta` is F deltas of this model stacked on a leading axis, else 0."""
-  from behemoth_jax import deltas  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.model import deltas  # pylint: disable=g-import-not-at-top
   flat_p = deltas.flatten(params)
   sizes = set()
   for path, leaf in deltas.flatten(delta).items():

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from behemoth_jax import closed_form, covariance, deltas, edit_runner, model, pretrained, trainer
+from behemoth_jax import closed_form, covariance, edit_runner, pretrained, trainer
+from behemoth_jax.model import deltas, model
 from experiments.configs import edit as edit_configs
 from experiments.configs import pretrain as pretrain_configs
 

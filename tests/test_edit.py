@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax import deltas, edit_data, edit_methods, edit_metrics, edit_runner, editing, model, pretrained
+from behemoth_jax.model import deltas, model
+from behemoth_jax import edit_data, edit_methods, edit_metrics, edit_runner, editing, pretrained
 from data_gen.edits import EditConfig, build_edit_set
 from experiments.configs import edit as edit_configs
 

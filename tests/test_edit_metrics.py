@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax import deltas, edit_metrics, model
+from behemoth_jax.model import deltas, model
+from behemoth_jax import edit_metrics
 from data_gen.graph import GraphConfig
 from data_gen.vocab import make_vocab
 

@@ -18,7 +18,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from behemoth_jax import evaluate, hf, model, trainer  # noqa: E402
+from behemoth_jax import evaluate, hf, trainer  # noqa: E402
+from behemoth_jax.model import model  # noqa: E402
 from data_gen import text  # noqa: E402
 from data_gen.common.errors import OptionError  # noqa: E402
 from experiments import export  # noqa: E402
@@ -358,7 +359,7 @@ def test_export_refusals_are_option_errors(tanh_model, tmp_path):
 
 def _random_lora(params, seed=0):
   """A LoRA delta on every MLP down-projection with non-zero factors (deltas.lora starts at b = 0)."""
-  from behemoth_jax import deltas
+  from behemoth_jax.model import deltas
   paths = deltas.resolve_targets(params, "mlp_down", kernels_only=True)
   delta = deltas.lora(jax.random.key(seed), params, paths, rank=2)
   return jax.tree.map(lambda x: x.replace(b=0.5 * jax.random.normal(jax.random.key(seed + 1), x.b.shape))
@@ -367,7 +368,7 @@ def _random_lora(params, seed=0):
 
 def test_export_merges_a_lora_delta_given_as_edit_work_dir(tanh_model, tmp_path):
   import torch
-  from behemoth_jax import deltas
+  from behemoth_jax.model import deltas
   pretrain, _, params, cfg, _ = tanh_model
   delta = _random_lora(params)
   deltas.save(tmp_path / "edit" / "deltas" / "batch", delta)
@@ -384,7 +385,7 @@ def test_export_merges_a_lora_delta_given_as_edit_work_dir(tanh_model, tmp_path)
 
 
 def test_binary_refuses_a_delta_from_another_model(tanh_model, tmp_path):
-  from behemoth_jax import deltas
+  from behemoth_jax.model import deltas
   pretrain, _, params, cfg, _ = tanh_model
   other = model.init_params(jax.random.key(0), dataclasses.replace(cfg, width=2 * cfg.width))
   deltas.save(tmp_path / "delta", _random_lora(other))
@@ -394,7 +395,8 @@ def test_binary_refuses_a_delta_from_another_model(tanh_model, tmp_path):
 
 
 def test_a_lora_edit_exported_with_its_delta_gives_the_edited_answer_in_transformers(tanh_model, tmp_path):
-  from behemoth_jax import deltas, edit_data, edit_methods, editing
+  from behemoth_jax.model import deltas
+  from behemoth_jax import edit_data, edit_methods, editing
   from data_gen import edits
   pretrain, unedited_out, params, cfg, dataset = tanh_model
   edit_set = edits.build_edit_set(dataset.graph, edits.EditConfig(num_ft_overrides=1), seed=0)
@@ -427,7 +429,7 @@ def independent_edit_run(tanh_model, tmp_path_factory):
 
 def test_export_of_an_independent_edit_run_merges_the_chosen_edit(tanh_model, independent_edit_run, tmp_path):
   import torch
-  from behemoth_jax import deltas
+  from behemoth_jax.model import deltas
   pretrain, _, params, cfg, _ = tanh_model
   stack = deltas.load(independent_edit_run / "deltas" / "chunk_000000")
   r = _run([f"--pretrained={pretrain}", f"--delta={independent_edit_run}", "--edit_index=2",
@@ -455,7 +457,7 @@ def test_binary_refuses_an_independent_run_without_a_valid_edit_index(tanh_model
 
 
 def test_binary_refuses_an_edit_index_for_a_single_delta(tanh_model, tmp_path):
-  from behemoth_jax import deltas
+  from behemoth_jax.model import deltas
   deltas.save(tmp_path / "delta", _random_lora(tanh_model[2]))
   r = _run([f"--pretrained={tanh_model[0]}", f"--delta={tmp_path / 'delta'}", "--edit_index=0",
             f"--output={tmp_path / 'hf'}"])

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax import losses, model
+from behemoth_jax.model import losses, model
 
 CFG = model.ModelConfig(vocab_size=61, num_layers=2, width=32, num_heads=4, max_len=32)
 

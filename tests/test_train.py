@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax import checkpoint, data, evaluate, metrics, model, optim, train, trainer
+from behemoth_jax import checkpoint, data, evaluate, metrics, optim, train, trainer
+from behemoth_jax.model import model
 from experiments.configs import pretrain as pretrain_configs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

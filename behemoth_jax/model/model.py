@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax import deltas as deltas_lib
+from behemoth_jax.model import deltas as deltas_lib
 
 
 @dataclasses.dataclass(frozen=True)

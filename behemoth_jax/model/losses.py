@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from behemoth_jax import model
+from behemoth_jax.model import model
 
 
 @jax.custom_vjp
