@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from behemoth_jax import checkpoint, closed_form, covariance, edit_data, edit_methods, editing, loop, metrics, pretrained
 from behemoth_jax.model import deltas
-from behemoth_jax import edit_metrics, stats
+from behemoth_jax.evaluate import edit_metrics, stats
 from data_gen.common import atomic, progress
 from data_gen.edit_files import load_edit_set
 from data_gen.edits import TEMPLATE_TAG, EditConfig, build_edit_set

@@ -25,7 +25,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from behemoth_jax.model import deltas, model
-from behemoth_jax import edit_data, edit_methods, edit_metrics
+from behemoth_jax import edit_data, edit_methods
+from behemoth_jax.evaluate import edit_metrics
 
 FACTS_AXIS = "facts"
 

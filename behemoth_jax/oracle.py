@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax.model import deltas, model
-from behemoth_jax import edit_data, editing, edit_metrics, pretrained, stats
+from behemoth_jax import edit_data, editing, pretrained
+from behemoth_jax.evaluate import edit_metrics, stats
 from data_gen.common import atomic
 from data_gen.edit_files import EDIT_SPLIT_NAMES, load_edit_set
 from data_gen.edited_graph import MODES, edited_dataset, edited_facts

@@ -16,7 +16,8 @@ import time
 import jax
 import numpy as np
 
-from behemoth_jax import checkpoint, data, evaluate, loop, metrics, optim, train
+from behemoth_jax import checkpoint, data, loop, metrics, optim, train
+from behemoth_jax.evaluate import knowledge
 from behemoth_jax.model import flops, model
 from data_gen.common import atomic
 
@@ -254,7 +255,7 @@ def run(config, workdir) -> dict:
     atomic.write_json_atomic(workdir / CONFIG_FILE, _resolved_config(config, cfg, mesh))
   writer = metrics.JsonlWriter(workdir / METRICS_FILE) if lead else None
 
-  exact_match = evaluate.make_exact_match_fn(cfg, mesh)
+  exact_match = knowledge.make_exact_match_fn(cfg, mesh)
   periodic_probes = ds.probes(max_per_set=config.eval_max_per_set or None)
   all_probes = periodic_probes if not config.eval_max_per_set else None
   stop_metrics = [m.strip() for m in config.stop_metrics.split(",") if m.strip()]
@@ -279,7 +280,7 @@ def run(config, workdir) -> dict:
       record=_throughput_record(optim.schedule(ocfg),
                                 model.flops_per_token(cfg, config.seq_len - 1), peak),
       tokens_per_step=tokens_per_step,
-      evaluate=lambda st, _: evaluate.evaluate(exact_match, st["params"], periodic_probes, config.eval_chunk),
+      evaluate=lambda st, _: knowledge.evaluate(exact_match, st["params"], periodic_probes, config.eval_chunk),
       stop=lambda ev: config.target_accuracy > 0 and all(
           ev.get(k, -1.0) >= config.target_accuracy for k in stop_metrics))
 
@@ -289,7 +290,7 @@ def run(config, workdir) -> dict:
     final = last  # the run stopped at an evaluation over every probe
   else:
     t0 = time.perf_counter()
-    final = evaluate.evaluate(exact_match, result.state["params"],
+    final = knowledge.evaluate(exact_match, result.state["params"],
                               all_probes if all_probes is not None else ds.probes(), config.eval_chunk)
     final.update(step=result.step, eval_s=time.perf_counter() - t0)
     if writer:

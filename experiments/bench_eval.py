@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax import edit_metrics, editing
+from behemoth_jax.evaluate import edit_metrics
+from behemoth_jax import editing
 from behemoth_jax.model import model
 from data_gen import dataset as dataset_lib
 from data_gen.corpus import CorpusConfig

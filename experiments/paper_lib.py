@@ -22,7 +22,7 @@ import time
 import ml_collections
 import numpy as np
 
-from behemoth_jax import pooling
+from behemoth_jax.evaluate import pooling
 from data_gen.common import atomic
 
 TUNE_SCORE = ("edited", "reg_data")  # lr tuning: mean exact match of the edit and of unrelated facts

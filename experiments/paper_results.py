@@ -2,7 +2,7 @@
 sections.
 
 Every number in a section comes from the experiment's summary.json, which pools the arm's edit runs over
-seeds (behemoth_jax/pooling.py: two-level bootstrap, seeds then edits or facts). The "what the numbers say"
+seeds (behemoth_jax/evaluate/pooling.py: two-level bootstrap, seeds then edits or facts). The "what the numbers say"
 lines are computed from those numbers by fixed rules (a difference counts only where the two 95% intervals
 do not overlap), so rerunning an experiment rewrites its reading with its numbers.
 """
@@ -16,7 +16,7 @@ import shutil
 
 import numpy as np
 
-from behemoth_jax import pooling, stats
+from behemoth_jax.evaluate import pooling, stats
 from data_gen.common import atomic
 
 # (summary key, metric, column title) per experiment; the first column is the edit itself.

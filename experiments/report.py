@@ -7,7 +7,7 @@ python -m experiments.edit), a retrain-oracle run (oracle.json + summary.json, e
 causal trace (trace.json, experiments.trace) or a pretraining run (config.json + metrics.jsonl,
 experiments.pretrain). REPORT_DIR (created atomically; it must not exist) gets report.md and the plots it
 embeds: per edit run a table per split (before and after with their 95% bootstrap intervals and n); edit
-runs that differ only in seeds pooled into one table (behemoth_jax/pooling.py: intervals over seeds, then
+runs that differ only in seeds pooled into one table (behemoth_jax/evaluate/pooling.py: intervals over seeds, then
 edits or facts); forget quality and retain accuracy per unlearning run and agreement with the oracle per
 split (from the runs' summary.json, written by experiments.oracle --unlearned); accuracy against LoRA rank
 and efficacy against locality across runs; per-layer and per-block heatmaps (split x edited parameters, exact

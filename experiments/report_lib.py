@@ -65,7 +65,7 @@ def _savefig(fig, path: pathlib.Path) -> None:
 
 def _signature(path: pathlib.Path) -> str:
   """The run's config without seed fields, as a string: runs with equal signatures differ only in seeds."""
-  from behemoth_jax import pooling  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.evaluate import pooling  # pylint: disable=g-import-not-at-top
   try:
     return json.dumps(pooling.seedless_signature(path), sort_keys=True, default=str)
   except (ValueError, OSError):
@@ -75,7 +75,7 @@ def _signature(path: pathlib.Path) -> str:
 def _edit_units(edits: list) -> list[dict]:
   """One unit per group of edit runs that differ only in seeds: the pooled summary when there are several
   (and their results.jsonl can be pooled), else the run itself."""
-  from behemoth_jax import pooling  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.evaluate import pooling  # pylint: disable=g-import-not-at-top
   groups: dict = {}
   for e in edits:
     groups.setdefault(_signature(e["path"]), []).append(e)

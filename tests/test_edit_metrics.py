@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from behemoth_jax.model import deltas, model
-from behemoth_jax import edit_metrics
+from behemoth_jax.evaluate import edit_metrics
 from data_gen.graph import GraphConfig
 from data_gen.vocab import make_vocab
 

@@ -18,7 +18,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from behemoth_jax import evaluate, hf, trainer  # noqa: E402
+from behemoth_jax.evaluate import knowledge  # noqa: E402
+from behemoth_jax import hf, trainer  # noqa: E402
 from behemoth_jax.model import model  # noqa: E402
 from data_gen import text  # noqa: E402
 from data_gen.common.errors import OptionError  # noqa: E402
@@ -248,7 +249,7 @@ def _greedy(hf_model, prompt_NxP, num_tokens):
 def test_transformers_greedy_generation_equals_our_exact_match(exported):
   _, out, params, cfg, dataset = exported
   hf_model = _hf_model(out)
-  exact_match = evaluate.make_exact_match_fn(cfg)
+  exact_match = knowledge.make_exact_match_fn(cfg)
   correct_total = []
   for name, probe in dataset.probes().items():
     if not len(probe):

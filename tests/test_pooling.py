@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from behemoth_jax import edit_runner, pooling, stats
+from behemoth_jax import edit_runner
+from behemoth_jax.evaluate import pooling, stats
 from experiments.configs import edit as edit_configs
 
 

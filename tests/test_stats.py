@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from behemoth_jax import stats
+from behemoth_jax.evaluate import stats
 
 
 def _brute_ks(a, b):

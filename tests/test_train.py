@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax import checkpoint, data, evaluate, metrics, optim, train, trainer
+from behemoth_jax import checkpoint, data, metrics, optim, train, trainer
+from behemoth_jax.evaluate import knowledge
 from behemoth_jax.model import model
 from experiments.configs import pretrain as pretrain_configs
 
@@ -127,7 +128,7 @@ def test_teacher_forced_exact_match_equals_greedy_decoding():
   answer = np.array(tokens[:, 5:])
   answer[2, 0] = (answer[2, 0] + 1) % CFG.vocab_size  # wrong first token
   answer[4, 1] = (answer[4, 1] + 1) % CFG.vocab_size  # wrong second token
-  correct = np.asarray(evaluate.make_exact_match_fn(CFG)(params, prompt, answer))
+  correct = np.asarray(knowledge.make_exact_match_fn(CFG)(params, prompt, answer))
   np.testing.assert_array_equal(correct, [True, True, False, True, False, True])
 
 
@@ -141,13 +142,13 @@ def test_evaluate_reports_sets_relationships_and_kinds():
     def __len__(self):
       return len(self.prompt_NxP)
 
-  fn = evaluate.make_exact_match_fn(CFG)
+  fn = knowledge.make_exact_match_fn(CFG)
   prompt = np.random.default_rng(1).integers(0, CFG.vocab_size, (5, 4)).astype(np.int32)
   greedy = np.asarray(jnp.argmax(model.forward(params, prompt, CFG)[:, -1], -1))[:, None].astype(np.int32)
   wrong = (greedy + 1) % CFG.vocab_size
   answer = np.where(np.arange(5)[:, None] < 3, greedy, wrong)
   rel = np.array([0, 1, 0, 1, 1], np.int32)
-  result = evaluate.evaluate(fn, params, {"sro": Probe(prompt, answer, rel),
+  result = knowledge.evaluate(fn, params, {"sro": Probe(prompt, answer, rel),
                                           "sro_dissenting_minority": Probe(prompt, wrong, rel)}, chunk=2)
   assert result["eval/sro/accuracy"] == pytest.approx(0.6)
   assert result["eval/sro/rel0/accuracy"] == 1.0

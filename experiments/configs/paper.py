@@ -11,7 +11,7 @@ Override any field with --config.x=y, e.g. --config.seeds=0,1,2 --config.num_edi
 
 Seeds: `seeds` are the graph and pretraining seeds (one pretrained model per seed, shared by every
 experiment with the same pretraining config); `edit_seeds` pick the edited facts; every number is pooled
-over both with a two-level bootstrap (behemoth_jax/pooling.py). Learning rates are tuned per method on a
+over both with a two-level bootstrap (behemoth_jax/evaluate/pooling.py). Learning rates are tuned per method on a
 held-out edit set (`tune_edit_seed`, facts never used for the reported numbers), scored by the mean of
 the edit's exact match and the unrelated facts' (reg_data) exact match.
 """

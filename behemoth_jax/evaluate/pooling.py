@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from behemoth_jax import stats
+from behemoth_jax.evaluate import stats
 
 RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE = "results.jsonl", "config.json", "summary.json"
 SEED_FIELDS = ("graph", "pretraining", "edit_set", "method")
