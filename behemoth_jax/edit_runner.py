@@ -29,7 +29,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from behemoth_jax import checkpoint, closed_form, covariance, edit_data, edit_methods, editing, loop, metrics, pretrained
+from behemoth_jax.train import checkpoint, loop, metrics_log, pretrained
+from behemoth_jax import closed_form, covariance, edit_data, edit_methods, editing
 from behemoth_jax.model import deltas
 from behemoth_jax.evaluate import edit_metrics, stats
 from data_gen.common import atomic, progress
@@ -357,8 +358,8 @@ def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, le
   if state is None:
     state = init()
   if lead:
-    metrics.truncate_after(workdir / "metrics.jsonl", start)
-  writer = metrics.JsonlWriter(workdir / "metrics.jsonl") if lead else None
+    metrics_log.truncate_after(workdir / "metrics.jsonl", start)
+  writer = metrics_log.JsonlWriter(workdir / "metrics.jsonl") if lead else None
   spec = loop.LoopSpec(total_steps=hp.steps, log_every=config.log_every,
                        checkpoint_every=config.checkpoint_every, show_progress=config.progress)
   t0 = time.perf_counter()

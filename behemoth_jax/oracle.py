@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax.model import deltas, model
-from behemoth_jax import edit_data, editing, pretrained
+from behemoth_jax import edit_data, editing
+from behemoth_jax.train import pretrained
 from behemoth_jax.evaluate import edit_metrics, stats
 from data_gen.common import atomic
 from data_gen.edit_files import EDIT_SPLIT_NAMES, load_edit_set
@@ -125,8 +126,8 @@ def validate(pretrained_dir, edits_dir, workdir, mode, seeds, steps, unlearned_d
     config = pretrained.read_config(w)
     if pretrained.latest_step(w) is None:
       raise pretrained.PretrainedError(f"{w} has no checkpoint (train it first: python -m experiments.pretrain)")
-    from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
-    ds = trainer.load_dataset(config)
+    from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
+    ds = pretraining.load_dataset(config)
   except (pretrained.PretrainedError, ValueError, KeyError) as e:
     _fail("pretrained", str(e).replace("--config.", "config."))
   e = pathlib.Path(edits_dir)
@@ -242,7 +243,7 @@ def run(pretrained_dir, edits_dir, workdir, mode: str = "remove", seeds=(0,), st
   if not (o / "data").is_dir():
     with atomic.atomic_directory(o / "data", option="workdir") as tmp:
       edited_dataset(ds, edit_set, mode).save_native(tmp)
-  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   oracle_params = []
   cfg = pretrained.model_config_of(pretrained_dir, config)
   for s in seeds:
@@ -252,7 +253,7 @@ def run(pretrained_dir, edits_dir, workdir, mode: str = "remove", seeds=(0,), st
       c.total_steps = int(steps)
       c.eval_every = min(c.eval_every, c.total_steps)
       c.checkpoint_every = min(c.checkpoint_every, c.total_steps)
-    trainer.run(c, o / f"seed_{s}")  # a finished seed returns at once
+    pretraining.run(c, o / f"seed_{s}")  # a finished seed returns at once
     oracle_params.append(pretrained.load_params(o / f"seed_{s}", cfg))
   params = pretrained.load_params(pretrained_dir, cfg)
   evals = edit_data.eval_splits(edit_set, ds)

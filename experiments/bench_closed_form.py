@@ -95,13 +95,14 @@ def measure_memit(w: dict, repeats: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from behemoth_jax import closed_form, covariance, edit_methods, trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax import closed_form, covariance, edit_methods  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
   from experiments.bench_editing import cpu_model  # pylint: disable=g-import-not-at-top
   from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
 
   config = pretrain_configs.get_config(w["pretrain_config"])
-  ds = trainer.load_dataset(config)
+  ds = pretraining.load_dataset(config)
   m = config.model.to_dict()
   m["compute_dtype"] = "float32"
   cfg = model.ModelConfig(vocab_size=ds.vocab.size, **m)

@@ -75,13 +75,13 @@ def run(quick: bool, eval_only: bool = False) -> list[dict]:
   if eval_only:
     return rows
   # One oracle retrain (small config; quick: tiny with 100 steps).
-  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
   c = pretrain_configs.get_config("tiny" if quick else "small")
   c.progress = False
   if quick:
     c.total_steps = c.eval_every = c.checkpoint_every = 100
-  base = trainer.load_dataset(c)
+  base = pretraining.load_dataset(c)
   removed = np.zeros(base.graph.objects_SxR.shape, bool)
   removed.ravel()[np.random.default_rng(0).choice(removed.size, size=min(100, removed.size // 4), replace=False)] = True
   with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +89,7 @@ def run(quick: bool, eval_only: bool = False) -> list[dict]:
     dataclasses.replace(base, removed_SxR=removed).save_native(tmp + "/data")
     c.data.dir = tmp + "/data"
     t0 = time.perf_counter()
-    trainer.run(c, tmp + "/w")
+    pretraining.run(c, tmp + "/w")
     rows.append({"name": "oracle_retrain_" + ("tiny" if quick else "small"), "steps": int(c.total_steps),
                  "wall_s": time.perf_counter() - t0, "removed_facts": int(removed.sum())})
   return rows

@@ -132,7 +132,7 @@ def _worker(spec: dict) -> dict:
   import numpy as np
 
   from behemoth_jax.model import flops, losses, model
-  from behemoth_jax import optim, train
+  from behemoth_jax.train import optim, train_step
 
   variant = spec.get("variant", "ours")
   if variant == "onehot_embed_grad":  # embedding gradient as a one-hot matmul instead of scatter-add
@@ -157,17 +157,17 @@ def _worker(spec: dict) -> dict:
                           num_heads=spec["heads"], max_len=max(spec["seq"], 8), compute_dtype=dtype,
                           gelu_approximate=variant != "erf_gelu")
   opt = optim.make_optimizer(optim.OptimConfig(total_steps=10_000, warmup_steps=10))
-  mesh = train.make_mesh()
-  state = train.init_state(jax.random.key(0), cfg, opt, mesh)
+  mesh = train_step.make_mesh()
+  state = train_step.init_state(jax.random.key(0), cfg, opt, mesh)
   loss_fn = None
   if variant == "plain_xent":  # autodiff of log-softmax instead of the fused custom_vjp
     loss_fn = lambda params, batch: losses.lm_loss(params, batch, cfg, nll=losses.plain_token_nll)
-  step = train.make_train_step(cfg, opt, mesh, loss_fn=loss_fn)
+  step = train_step.make_train_step(cfg, opt, mesh, loss_fn=loss_fn)
   B, T = spec["batch"], spec["seq"]
   rng = np.random.default_rng(0)
   batch = jax.device_put({"tokens": jnp.asarray(rng.integers(0, cfg.vocab_size, (B, T + 1)), jnp.int32),
                           "loss_mask": jnp.ones((B, T + 1), bool),
-                          "answer_mask": jnp.zeros((B, T + 1), bool)}, train.batch_sharding(mesh))
+                          "answer_mask": jnp.zeros((B, T + 1), bool)}, train_step.batch_sharding(mesh))
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()

@@ -25,7 +25,7 @@ def run_work(work, where):
   """`work()`, with its failures as one line and the run binaries' exit codes: 2 an invalid option
   (ValueError: nothing was written), 3 a non-finite loss, 4 a failure at run time (disk full, a file
   removed under the run, interrupted), followed by `where()`: what the work dir keeps for a rerun."""
-  from behemoth_jax import loop  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
     return work()
   except ValueError as e:

@@ -37,7 +37,7 @@ flags.mark_flags_as_required(["pretrained", "output"])
 def read_pretrained(workdir):
   """(params, model config, dataset, step) of the latest checkpoint of a pretraining work dir."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from behemoth_jax import pretrained  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretrained  # pylint: disable=g-import-not-at-top
   require(bool(str(workdir)), "pretrained", "must name a pretraining work dir, got an empty value")
   d = pathlib.Path(workdir)
   require(d.is_dir(), "pretrained", f"{d} is not a directory (a pretraining work dir is expected)")

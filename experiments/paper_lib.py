@@ -75,8 +75,8 @@ def _hash(obj) -> str:
 def _steps_for_exposures(c, exposures: float) -> int:
   """Steps in which every fact is seen about `exposures` times: documents per step are counted on
   sampled batches (each document starts with token 0), a corpus pass holds every fact once."""
-  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
-  ds = trainer.load_dataset(c)
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
+  ds = pretraining.load_dataset(c)
   sample = ds.sampler(c.batch_size, c.seq_len)
   docs_per_step = np.mean([int((np.asarray(sample(i)["tokens"]) == 0).sum()) for i in range(4)])
   return max(1, math.ceil(exposures * ds.tables.layout.short_pass / docs_per_step))
@@ -84,14 +84,14 @@ def _steps_for_exposures(c, exposures: float) -> int:
 
 def ensure_pretrained(config, overrides: dict, seed: int, root: pathlib.Path, ran: list) -> pathlib.Path:
   """The pretraining work dir of (overrides, seed) under root/pretrain, trained (or resumed) first."""
-  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   c = pretrain_config(config, overrides, seed)
   workdir = root / "pretrain" / f"{config.pretrain}_{_hash(c.to_dict())}_s{seed}"
   if not (workdir / "summary.json").is_file():
     ran.append(str(workdir))
     earlier = _pretrain_seconds(workdir)  # a killed attempt's steps, read before this one logs its own
     t0 = time.perf_counter()
-    trainer.run(c, workdir)
+    pretraining.run(c, workdir)
     atomic.write_json_atomic(workdir / PRETRAIN_TIME, {"wall_s": earlier + time.perf_counter() - t0})
   return workdir
 
@@ -331,13 +331,14 @@ def validate(config, root: pathlib.Path) -> None:
 def run_experiment(config, root: pathlib.Path) -> pathlib.Path:
   """Runs (or resumes) config.experiment under root; returns its folder."""
   from experiments import paper_results  # pylint: disable=g-import-not-at-top
-  from behemoth_jax import edit_runner, trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   validate(config, root)
   variants = pretrain_variants(config)
   # Every pretraining and edit config is checked before the first thing is written.
   pconfigs = {v: pretrain_config(config, o, config.seeds[0]) for v, o in variants.items()}
   for c in pconfigs.values():
-    trainer.validate(c)
+    pretraining.validate(c)
   arm_list = arms(config, next(iter(pconfigs.values())).model.num_layers)
   for arm in arm_list:
     for lr in arm.lrs or (None,):

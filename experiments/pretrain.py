@@ -50,12 +50,12 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   if multihost:
     jax.distributed.initialize()
-  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(_WORKDIR.value)
-  summary = config_cli.run_work(lambda: trainer.run(config, workdir), lambda: _where(workdir))
+  summary = config_cli.run_work(lambda: pretraining.run(config, workdir), lambda: _where(workdir))
   if jax.process_index() == 0:
     print(f"step {summary['step']}: knowledge accuracy (greedy exact match)")
-    print(trainer.accuracy_table(summary))
+    print(pretraining.accuracy_table(summary))
 
 
 if __name__ == "__main__":

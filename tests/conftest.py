@@ -35,11 +35,11 @@ hypothesis.settings.load_profile("repo")
 def tiny_run(tmp_path_factory):
   """A pretraining work dir of the tiny config trained until it knows most of its facts (~15 s), shared
   by every test module that edits a model (tests/test_edit.py, tests/test_closed_form.py)."""
-  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp("tiny_pretrained")
   config = pretrain_configs.get_config("tiny")
   config.progress, config.total_steps, config.learning_rate = False, 300, 1e-2
   config.eval_every = config.checkpoint_every = 300
-  trainer.run(config, workdir)
+  pretraining.run(config, workdir)
   return workdir

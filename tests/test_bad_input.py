@@ -351,7 +351,7 @@ def test_invalid_invocation_is_one_line_and_writes_nothing(world, binary, args, 
 
 
 def test_a_work_dir_resumes_with_other_lengths_but_not_another_model(tmp_path):
-  from behemoth_jax import trainer  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
   saved = pretrain_configs.get_config("tiny")
   (tmp_path / "config.json").write_text(json.dumps({**saved.to_dict(), "resolved": {"vocab_size": 100}}))
@@ -359,9 +359,9 @@ def test_a_work_dir_resumes_with_other_lengths_but_not_another_model(tmp_path):
   longer = pretrain_configs.get_config("tiny")
   longer.total_steps, longer.learning_rate, longer.log_every = 400, 1e-2, 7
   longer.model.compute_dtype = "bfloat16"
-  trainer.check_workdir(longer, tmp_path, vocab_size=100)
+  pretraining.check_workdir(longer, tmp_path, vocab_size=100)
   with pytest.raises(ValueError, match=r"^--config\.data\.graph: .* a vocabulary of 100, this dataset has 99"):
-    trainer.check_workdir(longer, tmp_path, vocab_size=99)
+    pretraining.check_workdir(longer, tmp_path, vocab_size=99)
   longer.model.num_layers = 3
   with pytest.raises(ValueError, match=r"^--config\.model\.num_layers: the work dir .* with 2, got 3"):
-    trainer.check_workdir(longer, tmp_path, vocab_size=100)
+    pretraining.check_workdir(longer, tmp_path, vocab_size=100)

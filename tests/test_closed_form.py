@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from behemoth_jax import closed_form, covariance, edit_runner, pretrained, trainer
+from behemoth_jax import closed_form, covariance, edit_runner
+from behemoth_jax.train import pretrained, pretraining
 from behemoth_jax.model import deltas, model
 from experiments.configs import edit as edit_configs
 from experiments.configs import pretrain as pretrain_configs
@@ -22,7 +23,7 @@ def tiny_random():
   """The tiny pretraining config's dataset and a randomly initialised model of its shape (covariance
   needs no trained weights)."""
   config = pretrain_configs.get_config("tiny")
-  ds = trainer.load_dataset(config)
+  ds = pretraining.load_dataset(config)
   m = config.model.to_dict()
   m["compute_dtype"] = "float32"
   cfg = model.ModelConfig(vocab_size=ds.vocab.size, **m)

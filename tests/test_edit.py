@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from behemoth_jax.model import deltas, model
-from behemoth_jax import edit_data, edit_methods, edit_runner, editing, pretrained
+from behemoth_jax import edit_data, edit_methods, edit_runner, editing
+from behemoth_jax.train import pretrained
 from behemoth_jax.evaluate import edit_metrics
 from data_gen.edits import EditConfig, build_edit_set
 from experiments.configs import edit as edit_configs

@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from behemoth_jax.evaluate import knowledge  # noqa: E402
-from behemoth_jax import hf, trainer  # noqa: E402
+from behemoth_jax import hf  # noqa: E402
+from behemoth_jax.train import pretraining  # noqa: E402
 from behemoth_jax.model import model  # noqa: E402
 from data_gen import text  # noqa: E402
 from data_gen.common.errors import OptionError  # noqa: E402
@@ -170,7 +171,7 @@ def _tiny(**model_overrides):
 
 def _train_and_export(root, gelu):
   """(pretrain work dir, export dir, our params, model config, dataset)."""
-  trainer.run(_tiny(gelu_approximate=gelu == "tanh"), root / "pretrain")
+  pretraining.run(_tiny(gelu_approximate=gelu == "tanh"), root / "pretrain")
   out = export.export(root / "pretrain", root / "hf")
   params, cfg, dataset, _ = export.read_pretrained(root / "pretrain")
   assert cfg.gelu_approximate == (gelu == "tanh")

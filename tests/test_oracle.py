@@ -6,13 +6,13 @@ import pytest
 from data_gen import dataset as dataset_lib
 from data_gen.edited_graph import edited_dataset, edited_facts
 from data_gen.edits import EditConfig, build_edit_set
-from behemoth_jax import trainer
+from behemoth_jax.train import pretraining
 from experiments.configs import pretrain as pretrain_configs
 
 
 @pytest.fixture(scope="module")
 def tiny():
-  ds = trainer.load_dataset(pretrain_configs.get_config("tiny"))
+  ds = pretraining.load_dataset(pretrain_configs.get_config("tiny"))
   return ds, build_edit_set(ds.graph, EditConfig(num_ft_overrides=4), seed=0)
 
 
@@ -80,7 +80,7 @@ def test_oracle_without_the_forgotten_facts_answers_them_at_chance_and_keeps_the
   config = pretrain_configs.get_config("tiny")
   config.progress, config.total_steps, config.learning_rate = False, 300, 1e-2
   config.eval_every = config.checkpoint_every = 300
-  trainer.run(config, tmp_path / "w")
+  pretraining.run(config, tmp_path / "w")
   edit_files.write_edit_set(tmp_path / "e", es, ds.vocab)
   summary = oracle.run(tmp_path / "w", tmp_path / "e", tmp_path / "o", "remove", [0], 300)
   chance = 1 / ds.graph.num_objects
@@ -152,8 +152,8 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   from behemoth_jax import edit_runner, oracle
   from data_gen import edit_files
   from experiments.configs import edit as edit_configs
-  from behemoth_jax import pretrained
-  ds = trainer.load_dataset(pretrained.read_config(tiny_run))
+  from behemoth_jax.train import pretrained
+  ds = pretraining.load_dataset(pretrained.read_config(tiny_run))
   es = build_edit_set(ds.graph, EditConfig(num_ft_overrides=4), seed=0)
   edit_files.write_edit_set(tmp_path / "e", es, ds.vocab)
   c = edit_configs.get_config("ga,tiny")

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax import checkpoint, data, metrics, optim, train, trainer
+from behemoth_jax.train import checkpoint, data, metrics_log, optim, train_step, pretraining
 from behemoth_jax.evaluate import knowledge
 from behemoth_jax.model import model
 from experiments.configs import pretrain as pretrain_configs
@@ -35,10 +35,10 @@ def _batch(seed=0, B=4, T=17):
 
 
 def _setup(seed=0, devices=None):
-  mesh = train.make_mesh(devices or jax.devices()[:1])
+  mesh = train_step.make_mesh(devices or jax.devices()[:1])
   opt = optim.make_optimizer(OPT)
-  state = train.init_state(jax.random.key(seed), CFG, opt, mesh)
-  return mesh, opt, state, train.make_train_step(CFG, opt, mesh)
+  state = train_step.init_state(jax.random.key(seed), CFG, opt, mesh)
+  return mesh, opt, state, train_step.make_train_step(CFG, opt, mesh)
 
 
 def _curve(seed, steps=4):
@@ -104,7 +104,7 @@ def test_checkpoint_round_trip(tmp_path):
   manager = checkpoint.make_manager(tmp_path, keep=2, every=1)
   checkpoint.save(manager, 1, state)
   manager.wait_until_finished()
-  restored, at = checkpoint.restore_latest(manager, train.abstract_state(CFG, opt, mesh))
+  restored, at = checkpoint.restore_latest(manager, train_step.abstract_state(CFG, opt, mesh))
   assert at == 1
   assert jax.tree.structure(restored) == jax.tree.structure(state)
   for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
@@ -114,7 +114,7 @@ def test_checkpoint_round_trip(tmp_path):
   _, m2 = step(restored, _batch(1))
   assert float(m1["loss"]) == float(m2["loss"])
   empty = checkpoint.make_manager(tmp_path / "other", keep=1, every=1)
-  assert checkpoint.restore_latest(empty, train.abstract_state(CFG, opt, mesh)) == (None, 0)
+  assert checkpoint.restore_latest(empty, train_step.abstract_state(CFG, opt, mesh)) == (None, 0)
 
 
 def test_teacher_forced_exact_match_equals_greedy_decoding():
@@ -168,14 +168,14 @@ def test_stream_sampler_is_a_pure_function_of_the_step():
 
 def test_metrics_truncate_after_drops_lines_past_the_checkpoint(tmp_path):
   path = tmp_path / "m.jsonl"
-  w = metrics.JsonlWriter(path)
+  w = metrics_log.JsonlWriter(path)
   for s in (5, 10, 15):
     w.write({"step": s, "loss": 1.0})
   w.close()
   with open(path, "a") as f:
     f.write('{"step": 20, "lo')  # a line cut by a hard kill
-  metrics.truncate_after(path, 10)
-  assert [r["step"] for r in metrics.read_jsonl(path)] == [5, 10]
+  metrics_log.truncate_after(path, 10)
+  assert [r["step"] for r in metrics_log.read_jsonl(path)] == [5, 10]
 
 
 def test_four_fake_devices_match_one_device():
@@ -186,9 +186,9 @@ def test_four_fake_devices_match_one_device():
       out = []
       for devices in (jax.devices()[:1], jax.devices()):
         mesh, opt, state, step = t._setup(devices=devices)
-        batch = jax.device_put(t._batch(0, B=8), t.train.batch_sharding(mesh))
+        batch = jax.device_put(t._batch(0, B=8), t.train_step.batch_sharding(mesh))
         state, m = step(state, batch)
-        state, m2 = step(state, jax.device_put(t._batch(1, B=8), t.train.batch_sharding(mesh)))
+        state, m2 = step(state, jax.device_put(t._batch(1, B=8), t.train_step.batch_sharding(mesh)))
         out.append((float(m["loss"]), float(m["grad_norm"]), float(m2["loss"]),
                     np.asarray(state["params"]["head"]["kernel"])))
       (a, b) = out
@@ -206,9 +206,9 @@ def test_four_fake_devices_match_one_device():
 def test_batch_is_sharded_over_the_mesh():
   script = textwrap.dedent("""
       import jax, jax.numpy as jnp
-      from behemoth_jax import data, train
-      mesh = train.make_mesh()
-      sample = data.sharded_sampler(data.stream_sampler(jnp.arange(400), 8, 10), train.batch_sharding(mesh))
+      from behemoth_jax.train import data, train_step
+      mesh = train_step.make_mesh()
+      sample = data.sharded_sampler(data.stream_sampler(jnp.arange(400), 8, 10), train_step.batch_sharding(mesh))
       b = sample(0)["tokens"]
       print(sorted(s.data.shape for s in b.addressable_shards))
   """)
@@ -238,19 +238,19 @@ def _pretrain_cmd(workdir, *overrides):
 
 
 def _final_params(workdir, config):
-  ds = trainer.load_dataset(config)
-  cfg = trainer.model_config(config, ds.vocab.size)
-  opt = optim.make_optimizer(trainer.optim_config(config))
-  mesh = train.make_mesh(jax.devices()[:1])
+  ds = pretraining.load_dataset(config)
+  cfg = pretraining.model_config(config, ds.vocab.size)
+  opt = optim.make_optimizer(pretraining.optim_config(config))
+  mesh = train_step.make_mesh(jax.devices()[:1])
   manager = checkpoint.make_manager(workdir, 2, 1)
-  state, step = checkpoint.restore_latest(manager, train.abstract_state(cfg, opt, mesh))
+  state, step = checkpoint.restore_latest(manager, train_step.abstract_state(cfg, opt, mesh))
   manager.close()
   return step, state
 
 
 def test_trainer_writes_metrics_evals_config_and_resumes_finished(tmp_path):
-  summary = trainer.run(_tiny(), tmp_path)
-  records = metrics.read_jsonl(tmp_path / "metrics.jsonl")
+  summary = pretraining.run(_tiny(), tmp_path)
+  records = metrics_log.read_jsonl(tmp_path / "metrics.jsonl")
   train_lines = [r for r in records if "loss" in r]
   assert [r["step"] for r in train_lines] == list(range(5, 41, 5))
   for r in train_lines:
@@ -262,12 +262,12 @@ def test_trainer_writes_metrics_evals_config_and_resumes_finished(tmp_path):
   assert "eval/sro/rel1/accuracy" in evals[-1]
   assert json.loads((tmp_path / "config.json").read_text())["resolved"]["vocab_size"] > 0
   assert summary["step"] == 40
-  assert trainer.run(_tiny(), tmp_path) == summary  # finished: a restart does nothing
-  assert len(metrics.read_jsonl(tmp_path / "metrics.jsonl")) == len(records)
+  assert pretraining.run(_tiny(), tmp_path) == summary  # finished: a restart does nothing
+  assert len(metrics_log.read_jsonl(tmp_path / "metrics.jsonl")) == len(records)
 
 
 def test_target_accuracy_stops_the_run(tmp_path):
-  summary = trainer.run(_tiny(target_accuracy=0.001, stop_metrics="eval/sro/accuracy",
+  summary = pretraining.run(_tiny(target_accuracy=0.001, stop_metrics="eval/sro/accuracy",
                               eval_every=5, learning_rate=1e-2, total_steps=400), tmp_path)
   # The first evaluation that reaches the target ends the run, with a checkpoint there.
   assert summary["reached_target"] and summary["step"] < 400
@@ -276,7 +276,7 @@ def test_target_accuracy_stops_the_run(tmp_path):
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-  make = train.make_train_step
+  make = train_step.make_train_step
 
   def poisoned(*args, **kwargs):
     step = make(*args, **kwargs)
@@ -288,9 +288,9 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
 
     return run
 
-  monkeypatch.setattr(train, "make_train_step", poisoned)
-  with pytest.raises(trainer.NonFiniteLossError, match="step 13.*last good checkpoint is step 10"):
-    trainer.run(_tiny(checkpoint_every=5, keep_checkpoints=5), tmp_path)
+  monkeypatch.setattr(train_step, "make_train_step", poisoned)
+  with pytest.raises(pretraining.NonFiniteLossError, match="step 13.*last good checkpoint is step 10"):
+    pretraining.run(_tiny(checkpoint_every=5, keep_checkpoints=5), tmp_path)
   steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert steps == [5, 10]
 
@@ -320,7 +320,7 @@ def test_invalid_data_option_names_the_config_field(tmp_path, field, value, opti
   config = _tiny()
   config.data.graph[field] = value
   with pytest.raises(ValueError) as e:
-    trainer.run(config, tmp_path / "run")
+    pretraining.run(config, tmp_path / "run")
   assert str(e.value).startswith(option + ":") and "\n" not in str(e.value)
   assert not (tmp_path / "run").exists()
 
@@ -329,7 +329,7 @@ def test_invalid_corpus_option_names_the_config_field(tmp_path):
   config = _tiny()
   config.data.corpus.repeats = 0
   with pytest.raises(ValueError, match=r"^--config\.data\.corpus\.repeats: must be an integer >= 1"):
-    trainer.run(config, tmp_path / "run")
+    pretraining.run(config, tmp_path / "run")
 
 
 def test_biography_rows_must_hold_a_whole_biography(tmp_path):
@@ -337,7 +337,7 @@ def test_biography_rows_must_hold_a_whole_biography(tmp_path):
   config.data.corpus.shuffle = False
   config.data.graph.num_relationships = 4  # 4 sentences of 12 tokens + end-of-text > seq_len 33
   with pytest.raises(ValueError, match=r"^--config\.seq_len: must be >= \d+ in biography mode"):
-    trainer.run(config, tmp_path / "run")
+    pretraining.run(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -345,7 +345,7 @@ def test_invalid_model_option_leaves_no_work_dir(tmp_path):
   config = _tiny()
   config.model.num_heads = 3
   with pytest.raises(ValueError, match="num_heads=3"):
-    trainer.run(config, tmp_path / "run")
+    pretraining.run(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -381,8 +381,8 @@ def test_sigkill_and_restart_gives_the_same_weights(tmp_path):
   assert step_a == step_b == 400
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
-  losses_a = {r["step"]: r["loss"] for r in metrics.read_jsonl(killed / "metrics.jsonl") if "loss" in r}
-  losses_b = {r["step"]: r["loss"] for r in metrics.read_jsonl(straight / "metrics.jsonl") if "loss" in r}
+  losses_a = {r["step"]: r["loss"] for r in metrics_log.read_jsonl(killed / "metrics.jsonl") if "loss" in r}
+  losses_b = {r["step"]: r["loss"] for r in metrics_log.read_jsonl(straight / "metrics.jsonl") if "loss" in r}
   assert losses_a == losses_b
 
 
@@ -395,14 +395,14 @@ def test_trains_from_a_generated_dataset_and_its_text_corpus(tmp_path):
   config = _tiny(total_steps=6, eval_every=6, checkpoint_every=6, log_every=3)
   config.data.dir = str(data_dir)
   config.data.corpus_dir = str(data_dir)
-  summary = trainer.run(config, tmp_path / "run")
+  summary = pretraining.run(config, tmp_path / "run")
   assert summary["step"] == 6
   resolved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert resolved["data"]["corpus_dir"] == str(data_dir)
   # The vocabulary comes from the generated dataset, not from the config's graph defaults.
   from data_gen import dataset
   assert resolved["resolved"]["vocab_size"] == dataset.load(data_dir).vocab.size
-  losses = [r["loss"] for r in metrics.read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+  losses = [r["loss"] for r in metrics_log.read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
   assert len(losses) == 2 and all(np.isfinite(losses))
 
 
@@ -420,7 +420,7 @@ def test_every_probe_kind_is_evaluated(tmp_path, graph, corpus, expected):
     config.data.graph[k] = v
   for k, v in corpus.items():
     config.data.corpus[k] = v
-  summary = trainer.run(config, tmp_path)
+  summary = pretraining.run(config, tmp_path)
   for name in expected:
     assert f"eval/{name}/accuracy" in summary, sorted(summary)
 
@@ -430,6 +430,6 @@ def test_small_config_learns_its_facts(tmp_path):
   """The README claim: the small config reaches 99% exact match on its training facts (CPU, minutes)."""
   config = pretrain_configs.get_config("small")
   config.progress = False
-  summary = trainer.run(config, tmp_path)
+  summary = pretraining.run(config, tmp_path)
   assert summary["reached_target"]
   assert summary["eval/sro/accuracy"] >= 0.99

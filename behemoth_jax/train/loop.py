@@ -18,7 +18,7 @@ from typing import Callable
 
 import jax
 
-from behemoth_jax import checkpoint
+from behemoth_jax.train import checkpoint
 from data_gen.common import progress
 
 

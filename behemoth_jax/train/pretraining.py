@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from behemoth_jax import checkpoint, data, loop, metrics, optim, train
+from behemoth_jax.train import checkpoint, data, loop, metrics_log, optim, train_step
 from behemoth_jax.evaluate import knowledge
 from behemoth_jax.model import flops, model
 from data_gen.common import atomic
@@ -197,7 +197,7 @@ def _sampler(config, ds, mesh):
     sample_fn = data.stream_sampler(stream, config.batch_size, config.seq_len)
   else:
     sample_fn = ds.sampler(config.batch_size, config.seq_len)
-  return data.sharded_sampler(sample_fn, train.batch_sharding(mesh))
+  return data.sharded_sampler(sample_fn, train_step.batch_sharding(mesh))
 
 
 def _finished_summary(workdir: pathlib.Path, start: int, config) -> dict | None:
@@ -232,7 +232,7 @@ def run(config, workdir) -> dict:
   cfg = model_config(config, ds.vocab.size)
   ocfg = optim_config(config)
   optimizer = optim.make_optimizer(ocfg)
-  mesh = train.make_mesh()
+  mesh = train_step.make_mesh()
   _require(config.batch_size % mesh.size == 0, "batch_size",
            f"must be a multiple of the {mesh.size} devices, got {config.batch_size}")
   check_workdir(config, workdir, cfg.vocab_size)
@@ -240,7 +240,7 @@ def run(config, workdir) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
 
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
-  state, start = checkpoint.restore_latest(manager, train.abstract_state(cfg, optimizer, mesh))
+  state, start = checkpoint.restore_latest(manager, train_step.abstract_state(cfg, optimizer, mesh))
   if state is not None:
     finished = _finished_summary(workdir, start, config)
     if finished is not None:
@@ -249,11 +249,11 @@ def run(config, workdir) -> dict:
       manager.close()
       return finished
   else:
-    state = train.init_state(jax.random.key(config.seed), cfg, optimizer, mesh)
+    state = train_step.init_state(jax.random.key(config.seed), cfg, optimizer, mesh)
   if lead:
-    metrics.truncate_after(workdir / METRICS_FILE, start)
+    metrics_log.truncate_after(workdir / METRICS_FILE, start)
     atomic.write_json_atomic(workdir / CONFIG_FILE, _resolved_config(config, cfg, mesh))
-  writer = metrics.JsonlWriter(workdir / METRICS_FILE) if lead else None
+  writer = metrics_log.JsonlWriter(workdir / METRICS_FILE) if lead else None
 
   exact_match = knowledge.make_exact_match_fn(cfg, mesh)
   periodic_probes = ds.probes(max_per_set=config.eval_max_per_set or None)
@@ -275,7 +275,7 @@ def run(config, workdir) -> dict:
                        show_progress=config.progress)
   result = loop.run_loop(
       state, start, spec=spec,
-      step_fn=train.make_train_step(cfg, optimizer, mesh, answer_only=config.answer_only),
+      step_fn=train_step.make_train_step(cfg, optimizer, mesh, answer_only=config.answer_only),
       sample=_sampler(config, ds, mesh), manager=manager, writer=writer, lead=lead,
       record=_throughput_record(optim.schedule(ocfg),
                                 model.flops_per_token(cfg, config.seq_len - 1), peak),

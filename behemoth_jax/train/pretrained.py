@@ -14,7 +14,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from behemoth_jax.model import model
-from behemoth_jax import trainer
+from behemoth_jax.train import pretraining
 
 
 class PretrainedError(ValueError):
@@ -22,7 +22,7 @@ class PretrainedError(ValueError):
 
 
 def read_config(workdir) -> ml_collections.ConfigDict:
-  path = pathlib.Path(workdir, trainer.CONFIG_FILE)
+  path = pathlib.Path(workdir, pretraining.CONFIG_FILE)
   if not path.is_file():
     raise PretrainedError(f"{workdir} is not a pretraining work dir (no {trainer.CONFIG_FILE})")
   raw = json.loads(path.read_text())
@@ -39,7 +39,7 @@ def latest_step(workdir) -> int | None:
 def model_config_of(workdir, config=None) -> model.ModelConfig:
   """The model config the run trained with (its resolved compute dtype, not this machine's default)."""
   config = config or read_config(workdir)
-  resolved = json.loads(pathlib.Path(workdir, trainer.CONFIG_FILE).read_text()).get("resolved", {})
+  resolved = json.loads(pathlib.Path(workdir, pretraining.CONFIG_FILE).read_text()).get("resolved", {})
   m = config.model.to_dict()
   if m["compute_dtype"] == "auto":
     m["compute_dtype"] = resolved.get("compute_dtype") or (
@@ -67,4 +67,4 @@ def load_pretrained(workdir, step: int | None = None):
   config = read_config(workdir)
   cfg = model_config_of(workdir, config)
   params = load_params(workdir, cfg, step)
-  return params, cfg, trainer.load_dataset(config)
+  return params, cfg, pretraining.load_dataset(config)
