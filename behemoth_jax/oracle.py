@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax.model import deltas, model
-from behemoth_jax import edit_data, editing
+from behemoth_jax.edit import edit_rows, modes
 from behemoth_jax.train import pretrained
 from behemoth_jax.evaluate import edit_metrics, stats
 from data_gen.common import atomic
@@ -72,12 +72,12 @@ def _check_compared_run(u: pathlib.Path, pretrained_dir: pathlib.Path, ds, edit_
   would measure something else): the same (subject, relationship) pairs, and under remap the same new values
   (a refusal or unlearning run of those facts compares with a remove oracle whatever its `after`)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   config = json.loads((u / "config.json").read_text())
   if pathlib.Path(config.get("pretrained", "")).absolute() != pretrained_dir.absolute():
     _fail("unlearned", f"{u} edited {config.get('pretrained')}, not --pretrained={pretrained_dir}")
   try:
-    theirs = edited_facts(edit_runner.edit_set_of(ml_collections.ConfigDict(config), ds))
+    theirs = edited_facts(runner.edit_set_of(ml_collections.ConfigDict(config), ds))
   except ValueError as e:
     _fail("unlearned", f"{u}: its edit set cannot be rebuilt ({e})")
   ours = edited_facts(edit_set)
@@ -135,7 +135,7 @@ def validate(pretrained_dir, edits_dir, workdir, mode, seeds, steps, unlearned_d
     _fail("edits", f"{e} is not an edit-set folder (no edit_set.json; write one with python -m data_gen.make_edits)")
   edit_set = load_edit_set(e)
   try:
-    edit_data.check_matches_graph(edit_set, ds.graph)
+    edit_rows.check_matches_graph(edit_set, ds.graph)
     edited_facts(edit_set)
     edited_dataset(ds, edit_set, mode)
   except ValueError as err:
@@ -178,7 +178,7 @@ def evaluate(cfg, oracle_params: list, params, delta, evals, candidates, seed: i
   `compiled`: a dict that keeps the jitted evaluator and decoders for a later call (empty at first)."""
   compiled = {} if compiled is None else compiled
   if "evaluator" not in compiled:
-    compiled["evaluator"] = editing.Evaluator(cfg, candidates=candidates)
+    compiled["evaluator"] = modes.Evaluator(cfg, candidates=candidates)
   ev = compiled["evaluator"]
   summary = {}
   forget = next((s for s in evals if s.name in EDIT_SPLIT_NAMES), None)
@@ -256,7 +256,7 @@ def run(pretrained_dir, edits_dir, workdir, mode: str = "remove", seeds=(0,), st
     pretraining.run(c, o / f"seed_{s}")  # a finished seed returns at once
     oracle_params.append(pretrained.load_params(o / f"seed_{s}", cfg))
   params = pretrained.load_params(pretrained_dir, cfg)
-  evals = edit_data.eval_splits(edit_set, ds)
+  evals = edit_rows.eval_splits(edit_set, ds)
   candidates = edit_metrics.split_candidates(edit_set, ds)
   compiled = {}
   if not (o / SUMMARY_FILE).is_file():

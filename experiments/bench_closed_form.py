@@ -51,7 +51,7 @@ def measure_rome(w: dict, repeats: int, loop_edits: int) -> dict:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from behemoth_jax import closed_form  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import closed_form  # pylint: disable=g-import-not-at-top
   from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
   from experiments.bench_editing import cpu_model  # pylint: disable=g-import-not-at-top
 
@@ -95,7 +95,7 @@ def measure_memit(w: dict, repeats: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from behemoth_jax import closed_form, covariance, edit_methods  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import closed_form, covariance, methods  # pylint: disable=g-import-not-at-top
   from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
   from experiments.bench_editing import cpu_model  # pylint: disable=g-import-not-at-top
@@ -108,7 +108,7 @@ def measure_memit(w: dict, repeats: int) -> dict:
   cfg = model.ModelConfig(vocab_size=ds.vocab.size, **m)
   params = model.init_params(jax.random.key(0), cfg)
   layers = list(w["layers_edited"])
-  hp = dataclasses.replace(edit_methods.EditHParams(method="memit"), steps=w["steps"], learning_rate=0.5,
+  hp = dataclasses.replace(methods.EditHParams(method="memit"), steps=w["steps"], learning_rate=0.5,
                            kl_weight=1.0, lam=w["lam"], key_position="last", layer=layers[-1], span=len(layers))
   batch = {k: jnp.asarray(v) for k, v in _fact_batch(w["facts"], ds.vocab.size, ROME).items()}
 

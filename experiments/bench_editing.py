@@ -76,18 +76,18 @@ def measure(w: dict, repeats: int, loop_edits: int) -> dict:
   import optax  # pylint: disable=g-import-not-at-top
 
   from behemoth_jax.model import deltas, flops, losses, model  # pylint: disable=g-import-not-at-top
-  from behemoth_jax import edit_methods, editing  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import methods, modes  # pylint: disable=g-import-not-at-top
 
   cfg = model.ModelConfig(vocab_size=w["vocab"], num_layers=w["layers"], width=w["width"],
                           num_heads=w["heads"], max_len=64)
   params = model.init_params(jax.random.key(0), cfg)
-  hp = edit_methods.EditHParams(method="lora", targets=w["targets"], rank=w["rank"], steps=w["steps"],
+  hp = methods.EditHParams(method="lora", targets=w["targets"], rank=w["rank"], steps=w["steps"],
                                 learning_rate=1e-2, retain_weight=1.0)
-  paths = edit_methods.resolve_paths(params, hp)
+  paths = methods.resolve_paths(params, hp)
   batch = {k: jnp.asarray(v) for k, v in _workload_arrays(w).items()}
-  keys = editing.edit_keys(0, np.arange(w["edits"]))
+  keys = modes.edit_keys(0, np.arange(w["edits"]))
 
-  ours = editing.make_independent_trainer(cfg, hp, paths)
+  ours = modes.make_independent_trainer(cfg, hp, paths)
 
   # The naive form: merged per-edit kernels, full logits at every position, mask to the answer.
   def naive_edit(frozen, b, key):
@@ -114,7 +114,7 @@ def measure(w: dict, repeats: int, loop_edits: int) -> dict:
     return d
 
   naive = jax.jit(jax.vmap(naive_edit, in_axes=(None, 0, 0)))
-  single = jax.jit(lambda fz, b, k: edit_methods.train_delta(fz, b, k, hp, cfg, paths))
+  single = jax.jit(lambda fz, b, k: methods.train_delta(fz, b, k, hp, cfg, paths))
 
   def run_ours():
     jax.block_until_ready(ours(params, batch, keys))

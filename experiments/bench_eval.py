@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax.evaluate import edit_metrics
-from behemoth_jax import editing
+from behemoth_jax.edit import modes
 from behemoth_jax.model import model
 from data_gen import dataset as dataset_lib
 from data_gen.corpus import CorpusConfig
@@ -55,7 +55,7 @@ def run(quick: bool, eval_only: bool = False) -> list[dict]:
   prompt, answer = jnp.asarray(probes.prompt_NxP), jnp.asarray(probes.answer_NxA)
   cfg = model.ModelConfig(vocab_size=ds.vocab.size, num_layers=4, width=128, num_heads=4, max_len=64)
   params = model.init_params(jax.random.key(0), cfg)
-  em = jax.jit(lambda p, a: editing.make_exact_match(cfg)(params, None, p, a))
+  em = jax.jit(lambda p, a: modes.make_exact_match(cfg)(params, None, p, a))
   scores = jax.jit(lambda p, a: edit_metrics.answer_scores(params, None, p, a, cfg))
   repeats = 1 if quick else 3
   rows = []

@@ -5,7 +5,7 @@ r"""Edits (or unlearns) facts of a pretrained model; restarting the same command
 
 Writes WORKDIR/config.json, deltas/, results.jsonl (one row per edit, split, template and metric: before
 and after), summary.json (split -> metric -> {before, after, n}) and run.json (timings, device). What each
-mode and method does: behemoth_jax/editing.py and behemoth_jax/edit_methods.py.
+mode and method does: behemoth_jax/edit/modes.py and behemoth_jax/edit/methods.py.
 
 Exit status: 2 an invalid option (one line `error: --option: ...`, checked before WORKDIR is created),
 3 a non-finite loss, 4 a failure at run time (WORKDIR keeps every finished chunk; the same command resumes).
@@ -44,12 +44,12 @@ def main(argv):
   except OSError:  # ml_collections defers a config file it could not load to the first access
     _fail(config_cli.missing_config_file(sys.argv))
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(_WORKDIR.value)
-  summary = config_cli.run_work(lambda: edit_runner.run(config, _PRETRAINED.value, workdir),
+  summary = config_cli.run_work(lambda: runner.run(config, _PRETRAINED.value, workdir),
                                 lambda: _where(workdir))
   print(f"{config.method} ({config.mode}, {config.num_edits} edits): greedy exact match before -> after")
-  print(edit_runner.summary_table(summary))
+  print(runner.summary_table(summary))
 
 
 if __name__ == "__main__":

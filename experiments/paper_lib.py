@@ -196,7 +196,7 @@ def edit_config(config, arm: Arm, lr: float | None, edit_seed: int, num_edits: i
 
 def _edit(c, pretrained_dir, workdir, ran: list) -> dict:
   """edit_runner.run; `ran` collects the work dirs run now (not read back finished)."""
-  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   done = pathlib.Path(workdir) / "summary.json"
   if done.is_file():  # finished: read back, if it was run with these options
     ran_with = pooling.flatten_config(json.loads((pathlib.Path(workdir) / "config.json").read_text()))
@@ -209,7 +209,7 @@ def _edit(c, pretrained_dir, workdir, ran: list) -> dict:
                        "remove it or choose another --output")
     return json.loads(done.read_text())
   ran.append(str(workdir))
-  return edit_runner.run(c, pretrained_dir, workdir)
+  return runner.run(c, pretrained_dir, workdir)
 
 
 def _after(summary: dict, split: str, metric: str = "exact_match") -> float:
@@ -244,13 +244,13 @@ def _write_edit_set(config, pretrained_dir: pathlib.Path, out: pathlib.Path, see
                     method: str = "lora") -> pathlib.Path:
   """A make_edits folder of config.num_edits facts as `method`'s config builds them (remapped; refusal: the
   same facts in the refusal form); the oracle reads edit sets from folders."""
-  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   from data_gen import edit_files  # pylint: disable=g-import-not-at-top
   if (out / "edit_set.json").is_file():
     return out
   c = edit_config(config, Arm("forget", method), None, seed)
-  _, _, ds = edit_runner.load_pretrained_checked(pretrained_dir)
-  edit_set = edit_runner.edit_set_of(c, ds)
+  _, _, ds = runner.load_pretrained_checked(pretrained_dir)
+  edit_set = runner.edit_set_of(c, ds)
   with atomic.atomic_directory(out, option="output") as tmp:
     edit_files.write_edit_set(tmp, edit_set, ds.vocab)
   return out
@@ -331,7 +331,7 @@ def validate(config, root: pathlib.Path) -> None:
 def run_experiment(config, root: pathlib.Path) -> pathlib.Path:
   """Runs (or resumes) config.experiment under root; returns its folder."""
   from experiments import paper_results  # pylint: disable=g-import-not-at-top
-  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   validate(config, root)
   variants = pretrain_variants(config)
@@ -342,7 +342,7 @@ def run_experiment(config, root: pathlib.Path) -> pathlib.Path:
   arm_list = arms(config, next(iter(pconfigs.values())).model.num_layers)
   for arm in arm_list:
     for lr in arm.lrs or (None,):
-      edit_runner.validate(edit_config(config, arm, lr, config.edit_seeds[0]))
+      runner.validate(edit_config(config, arm, lr, config.edit_seeds[0]))
   exp = root / config.experiment
   ran = []  # work dirs run now (run.json says how many)
   pre = {}

@@ -1,4 +1,4 @@
-r"""Causal tracing of a pretrained model's facts (behemoth_jax/tracing.py).
+r"""Causal tracing of a pretrained model's facts (behemoth_jax/edit/tracing.py).
 
   python -m experiments.trace --pretrained=runs/small --workdir=runs/trace_small --num_probes=100
 
@@ -45,12 +45,12 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from behemoth_jax import edit_runner, tracing  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import runner, tracing  # pylint: disable=g-import-not-at-top
   from data_gen.common import atomic  # pylint: disable=g-import-not-at-top
   from data_gen.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
   from data_gen.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
   try:
-    params, cfg, ds = edit_runner.load_pretrained_checked(_PRETRAINED.value)
+    params, cfg, ds = runner.load_pretrained_checked(_PRETRAINED.value)
   except ValueError as e:
     fail(str(e))
   S, R = ds.graph.objects_SxR.shape

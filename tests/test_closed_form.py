@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from behemoth_jax import closed_form, covariance, edit_runner
+from behemoth_jax.edit import closed_form, covariance, runner
 from behemoth_jax.train import pretrained, pretraining
 from behemoth_jax.model import deltas, model
 from experiments.configs import edit as edit_configs
@@ -82,7 +82,7 @@ def test_other_facts_covariance_of_a_run_takes_its_edited_facts_out(tiny_run):
   c = edit_configs.get_config("memit,tiny")
   c.covariance = "other_facts"
   plan = types.SimpleNamespace(head=np.array([0, 1]), relationship=np.array([0, 0]))
-  got = edit_runner._key_covariances(c, params, cfg, ds, [0], tiny_run, plan)[0]
+  got = runner._key_covariances(c, params, cfg, ds, [0], tiny_run, plan)[0]
   full = covariance.cached_covariance(params, cfg, ds, [0], tiny_run / "key_covariance", kind="facts")[0]
   keys = covariance.fact_keys(params, cfg, ds, [0], plan.head, plan.relationship)[0]
   np.testing.assert_array_equal(got, covariance.without_facts(full, keys, ds.graph.objects_SxR.size))
@@ -100,7 +100,7 @@ def _rome_config(**overrides):
 
 
 def test_rome_edits_are_rank_one_at_their_layer_and_take(tiny_run, tmp_path):
-  summary = edit_runner.run(_rome_config(), tiny_run, tmp_path / "w")
+  summary = runner.run(_rome_config(), tiny_run, tmp_path / "w")
   assert summary["edited"]["exact_match"]["before"] == 0
   assert summary["edited"]["exact_match"]["after"] >= 0.75, summary["edited"]
   d = deltas.load(tmp_path / "w" / "deltas" / "chunk_000000")
@@ -127,18 +127,18 @@ def test_rome_edits_sharded_over_four_fake_devices_match_one(tiny_run, tmp_path)
   import json, os, subprocess, sys, textwrap  # pylint: disable=g-import-not-at-top,multiple-imports
   script = textwrap.dedent(f"""
       import jax
-      from behemoth_jax import edit_runner
+      from behemoth_jax.edit import runner
       from experiments.configs import edit as ec
       assert len(jax.devices()) == 4
       c = ec.get_config("rome,tiny"); c.save_deltas = False
-      edit_runner.run(c, {str(tiny_run)!r}, {str(tmp_path / 'four')!r})
+      runner.run(c, {str(tiny_run)!r}, {str(tmp_path / 'four')!r})
   """)
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "PYTHONPATH": str(REPO),
          "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
   r = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-3000:]
   assert json.loads((tmp_path / "four" / "run.json").read_text())["sharded_over_devices"] == 4
-  one = edit_runner.run(_rome_config(save_deltas=False), tiny_run, tmp_path / "one")
+  one = runner.run(_rome_config(save_deltas=False), tiny_run, tmp_path / "one")
   four = json.loads((tmp_path / "four" / "summary.json").read_text())
   assert one.keys() == four.keys()
   for split in one:
@@ -159,7 +159,7 @@ def test_rome_edits_sharded_over_four_fake_devices_match_one(tiny_run, tmp_path)
 ])
 def test_invalid_closed_form_options_leave_no_workdir(tiny_run, tmp_path, overrides, option):
   with pytest.raises(ValueError) as e:
-    edit_runner.run(_rome_config(**overrides), tiny_run, tmp_path / "w")
+    runner.run(_rome_config(**overrides), tiny_run, tmp_path / "w")
   assert str(e.value).startswith(option + ":") and "\n" not in str(e.value), str(e.value)
   assert not (tmp_path / "w").exists()
 
@@ -203,7 +203,7 @@ def test_least_squares_batch_edit_of_every_fact_takes(tiny_run, tmp_path, method
   method, _, cov = method.partition("_")
   c = edit_configs.get_config(f"{method},tiny")
   c.covariance = cov or c.covariance
-  summary = edit_runner.run(c, tiny_run, tmp_path / "w")
+  summary = runner.run(c, tiny_run, tmp_path / "w")
   assert summary["edited"]["exact_match"]["before"] == 0
   # memit takes on the tiny model; alphaedit's null space of the tiny corpus's covariance leaves its keys
   # little room (measured: 1-3 of 4 edits take), so only that it moves them is asserted.
@@ -244,7 +244,7 @@ def test_solve_size_check_refuses_more_keys_than_the_budget_holds(tiny_run, tmp_
   c.solve_memory_bytes = closed_form.solve_bytes(c.num_edits - 1, mlp_width=128, width=32, layers=1,
                                                  eval_tokens=c.eval_chunk * 64)  # the tiny model's shape
   with pytest.raises(ValueError) as e:
-    edit_runner.run(c, tiny_run, tmp_path / "w")
+    runner.run(c, tiny_run, tmp_path / "w")
   msg = str(e.value)
   assert msg.startswith("--config.num_edits: at most 3 keys") and "--config.solve_memory_bytes" in msg, msg
   assert "\n" not in msg and not (tmp_path / "w").exists()
@@ -255,15 +255,15 @@ def test_layer_minus_one_is_the_traced_mlp(tiny_run):
   with the largest mean indirect effect at the key position, and says what it measured."""
   config = edit_configs.get_config("memit,tiny")
   config.layer, config.span = -1, 1
-  hp = edit_runner.hparams(config)
+  hp = runner.hparams(config)
   params, cfg, ds = pretrained.load_pretrained(tiny_run)
-  edit_set = edit_runner.edit_set_of(config, ds)
-  traced, info = edit_runner.traced_layer(config, hp, params, cfg, edit_set, ds)
+  edit_set = runner.edit_set_of(config, ds)
+  traced, info = runner.traced_layer(config, hp, params, cfg, edit_set, ds)
   effect = np.asarray(info["mlp_indirect_effect_by_layer"])
   assert effect.shape == (cfg.num_layers,) and 0 < info["num_probes"] <= info["num_edited_facts"]
   assert traced.layer == info["layer"] == int(np.argmax(effect)) and info["layers"] == [traced.layer]
   assert info["clean_p"] > info["corrupted_p"]
-  two = edit_runner.traced_layer(config, dataclasses.replace(hp, span=2), params, cfg, edit_set, ds)[0]
+  two = runner.traced_layer(config, dataclasses.replace(hp, span=2), params, cfg, edit_set, ds)[0]
   assert two.layer == 1  # a window of 2 in a 2-layer model ends at layer 1
 
 
@@ -275,7 +275,7 @@ def test_causal_tracing_finds_the_position_made_to_matter(tiny_random):
   there undoes it exactly (restored = clean), anywhere else restores nothing (restored = corrupted), so
   tracing must single out that position; the MLP output at a position before it is unaffected by the
   noise, so restoring it there changes nothing."""
-  from behemoth_jax import tracing  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import tracing  # pylint: disable=g-import-not-at-top
   params, cfg, _ = tiny_random
   rng = np.random.default_rng(0)
   B, T = 3, 9
@@ -322,7 +322,7 @@ def test_sequential_least_squares_edits_compose(tiny_run, tmp_path, method):
   import json  # pylint: disable=g-import-not-at-top
   c = edit_configs.get_config(f"{method},tiny")
   c.mode = "sequential"
-  edit_runner.run(c, tiny_run, tmp_path / "w")
+  runner.run(c, tiny_run, tmp_path / "w")
   records = [json.loads(l) for l in (tmp_path / "w" / "sequential.jsonl").read_text().splitlines()]
   assert [r["edit"] for r in records] == [0, 1, 2, 3] and all("unrelated" in r for r in records)
   assert max(r["this_edit"] for r in records) == 1.0  # at least one step's update takes
@@ -339,7 +339,7 @@ def test_sequential_least_squares_edits_compose(tiny_run, tmp_path, method):
 @pytest.mark.slow
 def test_sequential_rome_edits_compose_rank_one_updates(tiny_run, tmp_path):
   import json  # pylint: disable=g-import-not-at-top
-  summary = edit_runner.run(_rome_config(mode="sequential"), tiny_run, tmp_path / "w")
+  summary = runner.run(_rome_config(mode="sequential"), tiny_run, tmp_path / "w")
   records = [json.loads(l) for l in (tmp_path / "w" / "sequential.jsonl").read_text().splitlines()]
   assert [r["edit"] for r in records] == [0, 1, 2, 3] and all("unrelated" in r for r in records)
   assert summary["edited"]["exact_match"]["after"] >= 0.5

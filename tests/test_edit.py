@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from behemoth_jax.model import deltas, model
-from behemoth_jax import edit_data, edit_methods, edit_runner, editing
+from behemoth_jax.edit import edit_rows, methods, runner, modes
 from behemoth_jax.train import pretrained
 from behemoth_jax.evaluate import edit_metrics
 from data_gen.edits import EditConfig, build_edit_set
@@ -87,9 +87,9 @@ def test_start_layer_from_a_captured_residual_equals_the_full_forward(params):
     got = model.apply(params, tokens, CFG, delta=d, start_layer=1, residual_BxTxD=out.residual[1],
                       start_cached=cached).logits
     np.testing.assert_allclose(got, want, atol=1e-5)
-  assert edit_methods.frozen_parts(["layers/1/mlp/down/kernel"], 1) == (True, True)
-  assert edit_methods.frozen_parts(["layers/1/mlp/up/kernel", "layers/2/attn/out/kernel"], 1) == (True, False)
-  assert edit_methods.frozen_parts(["layers/1/ln_attn/scale"], 1) == (False, True)
+  assert methods.frozen_parts(["layers/1/mlp/down/kernel"], 1) == (True, True)
+  assert methods.frozen_parts(["layers/1/mlp/up/kernel", "layers/2/attn/out/kernel"], 1) == (True, False)
+  assert methods.frozen_parts(["layers/1/ln_attn/scale"], 1) == (False, True)
 
 
 def test_mlp_add_and_patches(params):
@@ -188,27 +188,27 @@ def _edit_setup(tiny, method, edit_config=None, **hp):
   params, cfg, ds = tiny
   edit_set = build_edit_set(ds.graph, edit_config or EditConfig(num_ft_overrides=4), seed=0)
   config = edit_configs.get_config(f"{method},tiny")
-  fields = {f.name for f in dataclasses.fields(edit_methods.EditHParams)}
-  h = edit_methods.EditHParams(**{**{k: config[k] for k in fields}, **hp})
-  ts = edit_data.train_set(edit_set, ds, forget=h.forget)
-  evals = edit_data.eval_splits(edit_set, ds)
-  return h, ts, evals, edit_methods.resolve_paths(params, h)
+  fields = {f.name for f in dataclasses.fields(methods.EditHParams)}
+  h = methods.EditHParams(**{**{k: config[k] for k in fields}, **hp})
+  ts = edit_rows.train_set(edit_set, ds, forget=h.forget)
+  evals = edit_rows.eval_splits(edit_set, ds)
+  return h, ts, evals, methods.resolve_paths(params, h)
 
 
 def _single_edit(tiny, h, ts, evals, paths, edit=0):
   params, cfg, _ = tiny
-  plan = editing.plan_independent(ts, evals, 7, 8, seed=0)
-  batch = jax.tree.map(lambda x: x[edit], editing.batch_of(plan.rows.take(np.arange(plan.num_edits)),
+  plan = modes.plan_independent(ts, evals, 7, 8, seed=0)
+  batch = jax.tree.map(lambda x: x[edit], modes.batch_of(plan.rows.take(np.arange(plan.num_edits)),
                                                             plan.is_edit))
-  delta, loss = jax.jit(lambda b, k: edit_methods.train_delta(params, b, k, h, cfg, paths))(
-      batch, editing.edit_keys(0, np.array([edit]))[0])
+  delta, loss = jax.jit(lambda b, k: methods.train_delta(params, b, k, h, cfg, paths))(
+      batch, modes.edit_keys(0, np.array([edit]))[0])
   return plan, batch, delta, loss
 
 
 def _greedy_answer(tiny, delta, split, template=None, answer="after"):
   params, cfg, ds = tiny
   prompt, ans = split.tokens(ds, template=template, answer=answer)
-  return np.asarray(editing.Evaluator(cfg).correct(params, delta, prompt, ans))
+  return np.asarray(modes.Evaluator(cfg).correct(params, delta, prompt, ans))
 
 
 @pytest.mark.parametrize("method,overrides", [("lora", {}), ("ft", {}), ("ft_blocks", {"steps": 40})])
@@ -242,12 +242,12 @@ def test_a_rank_r_delta_has_rank_at_most_r(tiny, rank):
 def test_vmapped_edits_equal_edits_run_one_at_a_time(tiny):
   params, cfg, _ = tiny
   h, ts, evals, paths = _edit_setup(tiny, "lora")
-  plan = editing.plan_independent(ts, evals, 7, 8, seed=0)
-  batch = editing.batch_of(plan.rows, plan.is_edit)
-  keys = editing.edit_keys(0, np.arange(plan.num_edits))
-  trainer_fn = editing.make_independent_trainer(cfg, h, paths)
+  plan = modes.plan_independent(ts, evals, 7, 8, seed=0)
+  batch = modes.batch_of(plan.rows, plan.is_edit)
+  keys = modes.edit_keys(0, np.arange(plan.num_edits))
+  trainer_fn = modes.make_independent_trainer(cfg, h, paths)
   vmapped, _ = trainer_fn(params, batch, keys)
-  one = jax.jit(lambda b, k: edit_methods.train_delta(params, b, k, h, cfg, paths))
+  one = jax.jit(lambda b, k: methods.train_delta(params, b, k, h, cfg, paths))
   for f in range(plan.num_edits):
     single, _ = one(jax.tree.map(lambda x: x[f], batch), keys[f])
     # Same program up to batching. Tolerance: float32 reassociation differs between batched and single
@@ -258,7 +258,7 @@ def test_vmapped_edits_equal_edits_run_one_at_a_time(tiny):
 
 def _answer_logprob(tiny, delta, rows):
   params, cfg, _ = tiny
-  return np.asarray(edit_methods.row_logprobs(params, delta, {k: jnp.asarray(v) for k, v in rows.arrays().items()},
+  return np.asarray(methods.row_logprobs(params, delta, {k: jnp.asarray(v) for k, v in rows.arrays().items()},
                                               cfg)[0])
 
 
@@ -276,7 +276,7 @@ def test_refusal_makes_the_model_refuse(tiny):
   _, _, delta, _ = _single_edit(tiny, h, ts, evals, paths)
   edited = [s for s in evals if s.name == "edited"][0]
   prompt, refusal = edited.probes["exact_match"]
-  ev = editing.Evaluator(tiny[1])
+  ev = modes.Evaluator(tiny[1])
   assert not ev.correct(tiny[0], None, prompt[:1], refusal[:1])[0]
   assert ev.correct(tiny[0], delta, prompt[:1], refusal[:1])[0]
 
@@ -284,13 +284,13 @@ def test_refusal_makes_the_model_refuse(tiny):
 def test_batch_and_sequential_modes_edit_every_fact(tiny):
   params, cfg, _ = tiny
   h, ts, evals, paths = _edit_setup(tiny, "lora", steps=60)
-  delta, _ = editing.train_batch(params, ts, h, cfg, paths, seed=0)
+  delta, _ = modes.train_batch(params, ts, h, cfg, paths, seed=0)
   edited = [s for s in evals if s.name == "edited"][0]
-  ev = editing.Evaluator(cfg)
+  ev = modes.Evaluator(cfg)
   assert ev.correct(params, delta, *edited.probes["exact_match"]).mean() >= 0.75
   h, ts, evals, paths = _edit_setup(tiny, "lora")
-  plan = editing.plan_independent(ts, evals, 7, 8, seed=0)
-  composed, records = editing.run_sequential(params, plan, h, cfg, paths, 0, ev, evals)
+  plan = modes.plan_independent(ts, evals, 7, 8, seed=0)
+  composed, records = modes.run_sequential(params, plan, h, cfg, paths, 0, ev, evals)
   assert [r["edit"] for r in records] == list(range(plan.num_edits))
   assert all(r["this_edit"] == 1.0 for r in records)
   # Ranks add up: 4 sequential rank-4 edits.
@@ -313,7 +313,7 @@ def _edit_config(name="lora,tiny", **overrides):
 
 def test_edit_run_writes_results_summary_and_resumes(tiny_run, tmp_path):
   work = tmp_path / "edit"
-  summary = edit_runner.run(_edit_config(chunk=2), tiny_run, work)
+  summary = runner.run(_edit_config(chunk=2), tiny_run, work)
   assert summary["edited"]["exact_match"]["after"] >= 0.75 and summary["edited"]["exact_match"]["before"] == 0
   assert summary["edited"]["exact_match"]["n"] == 4
   for split, by_metric in summary.items():
@@ -342,15 +342,15 @@ def test_edit_run_writes_results_summary_and_resumes(tiny_run, tmp_path):
   for name in ("summary.json", "results.jsonl", "run.json"):
     (work / name).unlink()
   (work / "chunks" / "000002.npz").unlink()
-  assert edit_runner.run(_edit_config(chunk=2), tiny_run, work) == summary
+  assert runner.run(_edit_config(chunk=2), tiny_run, work) == summary
   assert json.loads((work / "run.json").read_text())["chunks_run_now"] == 1
   assert (work / "results.jsonl").read_bytes() == results
 
 
 def test_edit_run_refuses_another_config_in_the_same_workdir(tiny_run, tmp_path):
-  edit_runner.run(_edit_config(num_edits=2, chunk=2, save_deltas=False), tiny_run, tmp_path / "w")
+  runner.run(_edit_config(num_edits=2, chunk=2, save_deltas=False), tiny_run, tmp_path / "w")
   with pytest.raises(ValueError, match="--workdir: .* another config .*rank"):
-    edit_runner.run(_edit_config(num_edits=2, chunk=2, save_deltas=False, rank=2), tiny_run, tmp_path / "w")
+    runner.run(_edit_config(num_edits=2, chunk=2, save_deltas=False, rank=2), tiny_run, tmp_path / "w")
 
 
 def test_edit_set_folder_from_make_edits_is_read(tiny_run, tmp_path):
@@ -358,7 +358,7 @@ def test_edit_set_folder_from_make_edits_is_read(tiny_run, tmp_path):
   _, _, ds = pretrained.load_pretrained(tiny_run)
   edit_set = build_edit_set(ds.graph, EditConfig(num_ft_overrides=2), seed=3)
   edit_files.write_edit_set(tmp_path / "es", edit_set, ds.vocab)
-  summary = edit_runner.run(_edit_config(edit_set_dir=str(tmp_path / "es"), save_deltas=False), tiny_run,
+  summary = runner.run(_edit_config(edit_set_dir=str(tmp_path / "es"), save_deltas=False), tiny_run,
                             tmp_path / "w")
   assert summary["edited"]["exact_match"]["n"] == 2
 
@@ -376,7 +376,7 @@ def test_edit_set_folder_from_make_edits_is_read(tiny_run, tmp_path):
 ])
 def test_invalid_edit_options_leave_no_workdir(tiny_run, tmp_path, overrides, option):
   with pytest.raises(ValueError) as e:
-    edit_runner.run(_edit_config(**overrides), tiny_run, tmp_path / "w")
+    runner.run(_edit_config(**overrides), tiny_run, tmp_path / "w")
   assert str(e.value).startswith(option + ":") and "\n" not in str(e.value)
   assert not (tmp_path / "w").exists()
 
@@ -388,7 +388,7 @@ def test_edit_set_from_another_dataset_is_refused(tiny_run, tmp_path):
   edit_files.write_edit_set(tmp_path / "es", build_edit_set(other.graph, EditConfig(num_ft_overrides=2), 0),
                             other.vocab)
   with pytest.raises(ValueError, match="--config.edit_set_dir: .*another dataset"):
-    edit_runner.run(_edit_config(edit_set_dir=str(tmp_path / "es")), tiny_run, tmp_path / "w")
+    runner.run(_edit_config(edit_set_dir=str(tmp_path / "es")), tiny_run, tmp_path / "w")
   assert not (tmp_path / "w").exists()
 
 
@@ -410,11 +410,11 @@ def test_edit_binary_one_line_errors(tiny_run, tmp_path):
 def test_independent_edits_sharded_over_four_fake_devices_match_one(tiny_run, tmp_path):
   script = textwrap.dedent(f"""
       import jax, numpy as np
-      from behemoth_jax import edit_runner
+      from behemoth_jax.edit import runner
       from experiments.configs import edit as ec
       assert len(jax.devices()) == 4
       c = ec.get_config("lora,tiny"); c.save_deltas = False
-      s4 = edit_runner.run(c, {str(tiny_run)!r}, {str(tmp_path / 'four')!r})
+      s4 = runner.run(c, {str(tiny_run)!r}, {str(tmp_path / 'four')!r})
       print(open({str(tmp_path / 'four' / 'run.json')!r}).read())
   """)
   env = {**SUBPROCESS_ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -423,7 +423,7 @@ def test_independent_edits_sharded_over_four_fake_devices_match_one(tiny_run, tm
   assert r.returncode == 0, r.stderr[-3000:]
   assert json.loads((tmp_path / "four" / "run.json").read_text())["sharded_over_devices"] == 4
   c = _edit_config(save_deltas=False)
-  one = edit_runner.run(c, tiny_run, tmp_path / "one")
+  one = runner.run(c, tiny_run, tmp_path / "one")
   four = json.loads((tmp_path / "four" / "summary.json").read_text())
   # Greedy decisions are identical; log-probabilities differ by float reassociation across devices.
   assert one.keys() == four.keys()

@@ -102,7 +102,7 @@ def test_value_candidates_are_the_first_tokens_of_every_value(num_objects):
 
 
 def _split(name, head, rel, before, after):
-  from behemoth_jax.edit_data import EvalSplit  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit.edit_rows import EvalSplit  # pylint: disable=g-import-not-at-top
   a = lambda x: np.asarray(x, np.int64)  # noqa: E731
   return EvalSplit(name, "remapping", a(head), a(rel), a(before), a(after), {})
 
@@ -131,7 +131,7 @@ def test_a_ripple_whose_prerequisite_the_model_did_not_know_is_not_scored():
 
 
 def test_summary_scores_ripple_conditioned_on_known_prerequisites_with_cis():
-  from behemoth_jax import edit_runner  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   edited = _split("edited", [10, 11, 12], [0, 0, 0], [1, 2, 3], [5, 6, 7])
   nested = _split("remapped_obj_nested_obj_edges", [5, 6, 7], [0, 0, 0], [0, 1, 0], [0, 1, 0])
   ripple = _split("same_subj_nested_obj_edges", [12, 10, 11], [0, 0, 0], [2, 2, 2], [0, 0, 1])
@@ -142,7 +142,7 @@ def test_summary_scores_ripple_conditioned_on_known_prerequisites_with_cis():
   after = {edited.key: {"exact_match": np.ones(3), "exact_match_old": np.zeros(3)},
            nested.key: {"exact_match": np.ones(3), "exact_match_old": np.ones(3)},
            ripple.key: {"exact_match": np.array([1.0, 0.0, 1.0]), "exact_match_old": np.zeros(3)}}
-  _, summary = edit_runner._whole_split_rows(evals, before, after, "batch", seed=0)  # pylint: disable=protected-access
+  _, summary = runner._whole_split_rows(evals, before, after, "batch", seed=0)  # pylint: disable=protected-access
   r = summary["same_subj_nested_obj_edges"]
   assert r["exact_match"]["after"] == pytest.approx(2 / 3) and r["exact_match"]["n"] == 3
   c = r["exact_match_conditioned"]  # only subject 10's ripple qualifies, and it did not follow the edit

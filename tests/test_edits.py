@@ -348,13 +348,13 @@ def test_no_training_fact_leaks_into_evaluation_and_no_edited_entity_into_reg_da
 
 
 def test_question_splits_of_never_asked_subjects_link_to_their_edit_as_their_split_does():
-  from behemoth_jax import edit_data  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import edit_rows  # pylint: disable=g-import-not-at-top
   g = make_graph(GraphConfig(num_subjects=S, num_relationships=R, num_objects=O, questions_entity_frac=0.5), 6)
   es = build_edit_set(g, EditConfig(num_ft_overrides=8, eval_question_form=True), 14)
   edited = es.get(EVAL, "edited", "remapping")
   for name in ("edited_new", "same_edges_diff_rel_new"):
     split = es.get(EVAL, name)
-    index, mask = edit_data.linked_rows(split, edited.head, edited.relationship, edited.after, shared=4, seed=0)
+    index, mask = edit_rows.linked_rows(split, edited.head, edited.relationship, edited.after, shared=4, seed=0)
     for f in range(len(edited)):  # only the edit's own subject, never another edit's rows
       assert (split.head[index[f][mask[f]]] == edited.head[f]).all()
     never_asked = ~g.qa_subject_S[edited.head].astype(bool)

@@ -398,16 +398,16 @@ def test_binary_refuses_a_delta_from_another_model(tanh_model, tmp_path):
 
 def test_a_lora_edit_exported_with_its_delta_gives_the_edited_answer_in_transformers(tanh_model, tmp_path):
   from behemoth_jax.model import deltas
-  from behemoth_jax import edit_data, edit_methods, editing
+  from behemoth_jax.edit import edit_rows, methods, modes
   from data_gen import edits
   pretrain, unedited_out, params, cfg, dataset = tanh_model
   edit_set = edits.build_edit_set(dataset.graph, edits.EditConfig(num_ft_overrides=1), seed=0)
-  hp = edit_methods.EditHParams(method="lora", targets="mlp_down", rank=4, learning_rate=3e-2, steps=40)
-  delta, _ = editing.train_batch(params, edit_data.train_set(edit_set, dataset), hp, cfg,
-                                 edit_methods.resolve_paths(params, hp), seed=0)
-  edited = next(s for s in edit_data.eval_splits(edit_set, dataset) if s.name == "edited")
+  hp = methods.EditHParams(method="lora", targets="mlp_down", rank=4, learning_rate=3e-2, steps=40)
+  delta, _ = modes.train_batch(params, edit_rows.train_set(edit_set, dataset), hp, cfg,
+                                 methods.resolve_paths(params, hp), seed=0)
+  edited = next(s for s in edit_rows.eval_splits(edit_set, dataset) if s.name == "edited")
   prompt_NxP, after_NxA = edited.probes["exact_match"]
-  exact_match = editing.make_exact_match(cfg)
+  exact_match = modes.make_exact_match(cfg)
   assert np.all(exact_match(params, delta, prompt_NxP, after_NxA)), "the edit took, in our model"
   assert not np.any(exact_match(params, None, prompt_NxP, after_NxA))
   deltas.save(tmp_path / "edit" / "deltas" / "composed", delta)

@@ -149,7 +149,8 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   edit set: the run's summary.json gains the two metrics per split, keeps every key, and a rerun (which
   reuses the trained oracle) writes the same bytes."""
   import json
-  from behemoth_jax import edit_runner, oracle
+  from behemoth_jax.edit import runner
+  from behemoth_jax import oracle
   from data_gen import edit_files
   from experiments.configs import edit as edit_configs
   from behemoth_jax.train import pretrained
@@ -158,7 +159,7 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   edit_files.write_edit_set(tmp_path / "e", es, ds.vocab)
   c = edit_configs.get_config("ga,tiny")
   c.mode, c.steps, c.edit_set_dir = "batch", 5, str(tmp_path / "e")
-  edit_runner.run(c, tiny_run, tmp_path / "u")
+  runner.run(c, tiny_run, tmp_path / "u")
   before = json.loads((tmp_path / "u" / "summary.json").read_text())
   compared = oracle.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
   after = json.loads((tmp_path / "u" / "summary.json").read_text())

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from behemoth_jax import edit_runner
+from behemoth_jax.edit import runner
 from behemoth_jax.evaluate import pooling, stats
 from experiments.configs import edit as edit_configs
 
@@ -16,7 +16,7 @@ def _tiny_edit(tiny_run, workdir, **overrides):
   c.save_deltas, c.num_edits, c.chunk = False, 3, 3
   for k, v in overrides.items():
     c[k] = v
-  edit_runner.run(c, tiny_run, workdir)
+  runner.run(c, tiny_run, workdir)
   return workdir
 
 

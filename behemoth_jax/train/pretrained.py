@@ -24,7 +24,7 @@ class PretrainedError(ValueError):
 def read_config(workdir) -> ml_collections.ConfigDict:
   path = pathlib.Path(workdir, pretraining.CONFIG_FILE)
   if not path.is_file():
-    raise PretrainedError(f"{workdir} is not a pretraining work dir (no {trainer.CONFIG_FILE})")
+    raise PretrainedError(f"{workdir} is not a pretraining work dir (no {pretraining.CONFIG_FILE})")
   raw = json.loads(path.read_text())
   raw.pop("resolved", None)
   return ml_collections.ConfigDict(raw)

@@ -7,7 +7,7 @@ Names: lora (the acceptance run: independent single-fact rank-4 LoRA edits on ev
 ft (fine-tune every parameter), ft_blocks (fine-tune the MLP blocks only), ft_l (ft with an L-infinity
 bound), ga, graddiff, npo (unlearning: forget the edited facts' answers), refusal (teach the refusal
 answer), rome (independent single-fact rank-one edits of one MLP down-projection in closed form,
-behemoth_jax/closed_form.py; --config.layer picks it), memit (every fact in one least-squares update of
+behemoth_jax/edit/closed_form.py; --config.layer picks it), memit (every fact in one least-squares update of
 `span` MLP down-projections ending at --config.layer, batch mode), alphaedit (memit's update on the null space
 of the corpus key covariance). Append ",tiny" for the seconds-long CPU variant used by tests (`lora,tiny`). Override any field
 with --config.x=y, e.g. --config.mode=batch --config.rank=16 --config.targets=mlp_down&layer:2.

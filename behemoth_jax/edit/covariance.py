@@ -187,6 +187,6 @@ def cached_covariance(params, cfg, dataset, layers, cache_dir, chunk: int = 512,
       atomic.write_bytes_atomic(path(l), buf.getvalue())
     (cache_dir / "README.json").write_text(json.dumps(
         {"what": "C = E[k k^T] of MLP keys over the training corpus (cov_*) or over the last prompt token of "
-                 "every fact's statement (covfacts_*); behemoth_jax/covariance.py"}) + "\n")
+                 "every fact's statement (covfacts_*); behemoth_jax/edit/covariance.py"}) + "\n")
     out.update(fresh)
   return out

@@ -30,7 +30,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from behemoth_jax.train import checkpoint, loop, metrics_log, pretrained
-from behemoth_jax import closed_form, covariance, edit_data, edit_methods, editing
+from behemoth_jax.edit import closed_form, covariance, edit_rows, methods, modes
 from behemoth_jax.model import deltas
 from behemoth_jax.evaluate import edit_metrics, stats
 from data_gen.common import atomic, progress
@@ -49,9 +49,9 @@ def _need(ok: bool, option: str, message: str) -> None:
     raise ValueError(f"--config.{option}: {message}")
 
 
-def hparams(config) -> edit_methods.EditHParams:
-  fields = {f.name for f in dataclasses.fields(edit_methods.EditHParams)}
-  hp = edit_methods.EditHParams(**{k: config[k] for k in fields})
+def hparams(config) -> methods.EditHParams:
+  fields = {f.name for f in dataclasses.fields(methods.EditHParams)}
+  hp = methods.EditHParams(**{k: config[k] for k in fields})
   hp.validate()
   return hp
 
@@ -68,9 +68,9 @@ def validate(config) -> None:
                                                     or es.remap_object_nested_object_edges),
         "covariance", "other_facts needs subject-object edits (the fact covariance holds subject-object facts); "
         "use facts or corpus for nested edits")
-  _need(config.mode in edit_methods.MODES, "mode", f"must be one of {', '.join(edit_methods.MODES)}, "
+  _need(config.mode in methods.MODES, "mode", f"must be one of {', '.join(methods.MODES)}, "
         f"got {config.mode!r}")
-  _need(config.loss_on in edit_data.LOSS_ON, "loss_on", f"must be one of {', '.join(edit_data.LOSS_ON)}, "
+  _need(config.loss_on in edit_rows.LOSS_ON, "loss_on", f"must be one of {', '.join(edit_rows.LOSS_ON)}, "
         f"got {config.loss_on!r}")
   for name, low in (("num_edits", 1), ("chunk", 1), ("eval_shared", 1), ("eval_chunk", 1),
                     ("retain_per_edit", 0), ("log_every", 1), ("checkpoint_every", 1)):
@@ -86,7 +86,7 @@ def validate(config) -> None:
   if config.method in ("memit", "alphaedit"):  # one least-squares update of every fact, or one per fact
     _need(config.mode in ("batch", "sequential"), "mode",
           f"must be batch or sequential for method {config.method}, got {config.mode!r}")
-  if config.method in edit_methods.UNLEARNING:
+  if config.method in methods.UNLEARNING:
     _need(config.edit_set.finetuning_phrase_creator not in ("refusal", "qa_refusal"),
           "edit_set.finetuning_phrase_creator", f"must be an answering form for method {config.method}")
 
@@ -137,7 +137,7 @@ def edit_set_of(config, dataset):
       field = "num_edits" if e.option == "num_ft_overrides" else f"edit_set.{e.option}"
       raise ValueError(f"--config.{field}: {str(e).split(': ', 1)[1]}") from e
   try:
-    edit_data.check_matches_graph(edit_set, dataset.graph)
+    edit_rows.check_matches_graph(edit_set, dataset.graph)
   except ValueError as e:
     option = "edit_set_dir" if config.edit_set_dir else "edit_set_seed"
     raise ValueError(f"--config.{option}: {e}") from e
@@ -205,10 +205,10 @@ def _key_covariances(config, params, cfg, dataset, layers, pretrained_dir, plan)
 
 def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
                      dataset=None, pretrained_dir=None):
-  plan = editing.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
+  plan = modes.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
   F = plan.num_edits
   ndev = len(jax.devices())
-  mesh = editing.facts_mesh() if ndev > 1 and config.chunk % ndev == 0 else None
+  mesh = modes.facts_mesh() if ndev > 1 and config.chunk % ndev == 0 else None
   if hp.method == "rome":
     plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
     layer = int(paths[0].split("/")[1])
@@ -216,10 +216,10 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
     trainer = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
                                             closed_form.inverse_covariance(cov), hp.key_position, mesh)
   else:
-    trainer = editing.make_independent_trainer(cfg, hp, paths, mesh)
+    trainer = modes.make_independent_trainer(cfg, hp, paths, mesh)
   if mesh is not None:  # the frozen model on every device, each edit's delta on one
     params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
-  before = editing.frozen_scores(evaluator, params, evals)
+  before = modes.frozen_scores(evaluator, params, evals)
   chunks_dir, deltas_dir = workdir / "chunks", workdir / "deltas"
   chunks_dir.mkdir(exist_ok=True)
   deltas_dir.mkdir(exist_ok=True)
@@ -234,7 +234,7 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
         continue
       stop = min(start + config.chunk, F)
       t0 = time.perf_counter()
-      out = editing.run_independent_chunk(plan, start, stop, config.chunk, trainer, evaluator, params, evals,
+      out = modes.run_independent_chunk(plan, start, stop, config.chunk, trainer, evaluator, params, evals,
                                           config.seed, before)
       timings.append((stop - start, time.perf_counter() - t0))
       if config.save_deltas:
@@ -328,27 +328,27 @@ def _measure_delta(config, workdir, delta, evaluator, params, evals, folder: str
   if config.save_deltas and not (workdir / "deltas" / folder).exists():
     (workdir / "deltas").mkdir(exist_ok=True)
     deltas.save(workdir / "deltas" / folder, delta)
-  before = editing.frozen_scores(evaluator, params, evals)
-  after = editing.frozen_scores(evaluator, params, evals, delta)
+  before = modes.frozen_scores(evaluator, params, evals)
+  after = modes.frozen_scores(evaluator, params, evals, delta)
   return _whole_split_rows(evals, before, after, label, config.seed)
 
 
 def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead):
   """One delta through the generic loop (checkpoints, metrics lines, resume, NaN stop)."""
   start_layer = deltas.first_layer(paths, cfg.num_layers)
-  pool = edit_methods.prepare(params, editing.batch_rows(ts), hp, cfg, start_layer, paths)
-  step = edit_methods.make_step(params, hp, cfg, start_layer)
-  opt = edit_methods.optimizer(hp)
+  pool = methods.prepare(params, modes.batch_rows(ts), hp, cfg, start_layer, paths)
+  step = methods.make_step(params, hp, cfg, start_layer)
+  opt = methods.optimizer(hp)
   key = jax.random.key(config.seed)
   init_key, data_key = jax.random.split(key)
 
   def init():
-    delta = edit_methods.init_delta(init_key, params, paths, hp)
+    delta = methods.init_delta(init_key, params, paths, hp)
     return {"delta": delta, "opt_state": opt.init(delta)}
 
   @jax.jit
   def step_fn(state, step_index):
-    b = edit_methods.minibatch(pool, jax.random.fold_in(data_key, step_index), hp.batch_size)
+    b = methods.minibatch(pool, jax.random.fold_in(data_key, step_index), hp.batch_size)
     (delta, opt_state), (loss, terms) = step((state["delta"], state["opt_state"]), b)
     return {"delta": delta, "opt_state": opt_state}, {"loss": loss, **terms}
 
@@ -371,13 +371,13 @@ def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, le
   delta = result.state["delta"]
   train_s = time.perf_counter() - t0
   rows, summary = _measure_delta(config, workdir, delta, evaluator, params, evals, "batch", "batch")
-  return rows, summary, {"num_edits": len(edit_data.edit_groups(ts)), "train_s": train_s,
+  return rows, summary, {"num_edits": len(edit_rows.edit_groups(ts)), "train_s": train_s,
                          "delta": deltas.describe(delta)["norm"]}
 
 
 def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
                     dataset=None, pretrained_dir=None):
-  plan = editing.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
+  plan = modes.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
   train, track = None, 0
   if hp.method == "rome":  # each fact's rank-one edit on the model with every earlier one merged; the
     # covariance stays the pretrained model's (as sequential ROME does)
@@ -404,7 +404,7 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
 
   t0 = time.perf_counter()
   try:
-    composed, _ = editing.run_sequential(params, plan, hp, cfg, paths, config.seed, evaluator, evals, on_edit,
+    composed, _ = modes.run_sequential(params, plan, hp, cfg, paths, config.seed, evaluator, evals, on_edit,
                                          train, track)
   finally:
     bar.close()
@@ -440,13 +440,13 @@ def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, e
                            dataset=None, pretrained_dir=None):
   """memit / alphaedit: every fact in one least-squares update of the down-projections of `paths`
   (closed_form.least_squares_delta), evaluated once on every split like batch mode."""
-  plan = editing.plan_independent(ts, evals, 0, config.eval_shared, config.seed)
+  plan = modes.plan_independent(ts, evals, 0, config.eval_shared, config.seed)
   plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
   layers = [int(p.split("/")[1]) for p in paths]
   t0 = time.perf_counter()
   covs = _key_covariances(config, params, cfg, dataset, layers, pretrained_dir, plan)
   cov_s = time.perf_counter() - t0
-  batch = editing.batch_of(plan.rows, plan.is_edit)
+  batch = modes.batch_of(plan.rows, plan.is_edit)
   batch.update({k: jax.numpy.asarray(v) for k, v in plan.extra.items()})
   delta, loss = closed_form.least_squares_delta(params, cfg, batch, layers, covs, hp,
                                                 null_space=hp.method == "alphaedit", chunk=config.chunk)
@@ -463,7 +463,7 @@ def traced_layer(config, hp, params, cfg, edit_set, dataset):
   only the facts it answers), restoring one MLP output at a time at the key position (hp.key_position);
   the edited layer is the last of the `span` consecutive MLPs with the largest summed mean indirect
   effect (tracing.pick_layer). A ValueError names --config.layer when nothing can be traced."""
-  from behemoth_jax import tracing  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.edit import tracing  # pylint: disable=g-import-not-at-top
   from data_gen.corpus import OBJECT_NESTED  # pylint: disable=g-import-not-at-top
   from data_gen.edits import EVAL  # pylint: disable=g-import-not-at-top
   L = cfg.num_layers
@@ -509,13 +509,13 @@ def run(config, pretrained_dir, workdir) -> dict:
   params, cfg, dataset = load_pretrained_checked(pretrained_dir)
   edit_set = edit_set_of(config, dataset)
   trace = None
-  if hp.method in edit_methods.CLOSED_FORM and hp.layer == -1:  # the layer causal tracing points at
+  if hp.method in methods.CLOSED_FORM and hp.layer == -1:  # the layer causal tracing points at
     hp, trace = traced_layer(config, hp, params, cfg, edit_set, dataset)
-  paths = edit_methods.resolve_paths(params, hp)
-  ts = edit_data.train_set(edit_set, dataset, config.loss_on, forget=hp.forget)
+  paths = methods.resolve_paths(params, hp)
+  ts = edit_rows.train_set(edit_set, dataset, config.loss_on, forget=hp.forget)
   if config.edit_set_dir:  # its own number of edits
-    check_solve_fits(config, pretrained.read_config(pretrained_dir).model, len(edit_data.edit_groups(ts)))
-  evals = edit_data.eval_splits(edit_set, dataset)
+    check_solve_fits(config, pretrained.read_config(pretrained_dir).model, len(edit_rows.edit_groups(ts)))
+  evals = edit_rows.eval_splits(edit_set, dataset)
   workdir = pathlib.Path(workdir)
   resolved = {**config.to_dict(), "pretrained": str(pathlib.Path(pretrained_dir).absolute())}
   _check_workdir(workdir, resolved)
@@ -525,16 +525,16 @@ def run(config, pretrained_dir, workdir) -> dict:
   if (workdir / SUMMARY_FILE).exists():
     return json.loads((workdir / SUMMARY_FILE).read_text())
   _atomic_json(workdir / CONFIG_FILE, resolved)
-  evaluator = editing.Evaluator(cfg, config.eval_chunk, candidates=edit_metrics.split_candidates(edit_set, dataset))
+  evaluator = modes.Evaluator(cfg, config.eval_chunk, candidates=edit_metrics.split_candidates(edit_set, dataset))
   t0 = time.perf_counter()
   # Closed-form methods also need the edit set, the dataset (KL prompts, corpus covariance) and the run.
   extra = ({"edit_set": edit_set, "dataset": dataset, "pretrained_dir": pretrained_dir}
-           if hp.method in edit_methods.CLOSED_FORM else {})
+           if hp.method in methods.CLOSED_FORM else {})
   mode_fn = (_run_closed_form_batch if hp.method in ("memit", "alphaedit") and config.mode == "batch"
              else _MODES[config.mode])
   rows, summary, info = mode_fn(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead,
                                             **extra)
-  info.update(mode=config.mode, method=hp.method, targets=hp.targets, paths=paths, rank=1 if hp.method in edit_methods.CLOSED_FORM else hp.rank if hp.low_rank else None,
+  info.update(mode=config.mode, method=hp.method, targets=hp.targets, paths=paths, rank=1 if hp.method in methods.CLOSED_FORM else hp.rank if hp.low_rank else None,
               wall_s=time.perf_counter() - t0, backend=jax.default_backend(), traced=trace,
               device=jax.devices()[0].device_kind, num_devices=len(jax.devices()))
   # Every row names its run: the resolved config's hash and the seeds (edit selection, method).

@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from behemoth_jax.model import deltas, model
-from behemoth_jax import edit_data, edit_methods
+from behemoth_jax.edit import edit_rows, methods
 from behemoth_jax.evaluate import edit_metrics
 
 FACTS_AXIS = "facts"
@@ -135,7 +135,7 @@ class Evaluator:
 class IndependentPlan:
   """Everything an independent run needs, as host arrays: training rows per edit, linked eval rows."""
 
-  rows: edit_data.Rows  # [F, E + R, ...]
+  rows: edit_rows.Rows  # [F, E + R, ...]
   is_edit: np.ndarray  # [E + R]
   head: np.ndarray  # [F] one per distinct edit
   relationship: np.ndarray
@@ -149,26 +149,26 @@ class IndependentPlan:
     return self.rows.inputs_NxL.shape[0]
 
 
-def plan_independent(ts: edit_data.TrainSet, evals: list[edit_data.EvalSplit], retain_per_edit: int,
+def plan_independent(ts: edit_rows.TrainSet, evals: list[edit_rows.EvalSplit], retain_per_edit: int,
                      eval_shared: int, seed: int) -> IndependentPlan:
-  rows, is_edit, groups = edit_data.independent_rows(ts, retain_per_edit, seed)
+  rows, is_edit, groups = edit_rows.independent_rows(ts, retain_per_edit, seed)
   first = np.array([g[0] for g in groups])
   head, rel, after = ts.edit_head[first], ts.edit_relationship[first], ts.edit_after[first]
-  links = {s.key: edit_data.linked_rows(s, head, rel, after, eval_shared, seed) for s in evals}
+  links = {s.key: edit_rows.linked_rows(s, head, rel, after, eval_shared, seed) for s in evals}
   return IndependentPlan(rows, is_edit, head, rel, after, links)
 
 
-def batch_of(rows: edit_data.Rows, is_edit: np.ndarray) -> dict:
+def batch_of(rows: edit_rows.Rows, is_edit: np.ndarray) -> dict:
   F, N = rows.inputs_NxL.shape[:2]
   return {**{k: jnp.asarray(v) for k, v in rows.arrays().items()},
           "is_edit": jnp.broadcast_to(jnp.asarray(is_edit), (F, N)), "weight": jnp.ones((F, N), jnp.float32)}
 
 
-def make_independent_trainer(cfg, hp: edit_methods.EditHParams, paths: list[str],
+def make_independent_trainer(cfg, hp: methods.EditHParams, paths: list[str],
                              mesh: Mesh | None = None) -> Callable:
   """jitted `(frozen, batch [F, ...], keys [F]) -> (deltas [F, ...], losses [F, steps])`, vmapped over
   edits; the frozen parameters are an argument (not a constant folded into the program)."""
-  train = jax.vmap(lambda fz, b, k: edit_methods.train_delta(fz, b, k, hp, cfg, paths), in_axes=(None, 0, 0))
+  train = jax.vmap(lambda fz, b, k: methods.train_delta(fz, b, k, hp, cfg, paths), in_axes=(None, 0, 0))
   if mesh is None:
     return jax.jit(train)
   facts, rep = NamedSharding(mesh, P(FACTS_AXIS)), NamedSharding(mesh, P())
@@ -186,7 +186,7 @@ def edit_keys(seed: int, edit_index: np.ndarray) -> jax.Array:
 
 
 def run_independent_chunk(plan: IndependentPlan, start: int, stop: int, chunk: int, trainer: Callable,
-                          evaluator: Evaluator, frozen, evals: list[edit_data.EvalSplit], seed: int,
+                          evaluator: Evaluator, frozen, evals: list[edit_rows.EvalSplit], seed: int,
                           before: dict) -> dict:
   """Edits [start, stop) padded to `chunk` (one compile for every chunk). Returns host arrays:
   deltas [n, ...], loss [n, steps], and per split key and metric (before, after, count) [n] each."""
@@ -216,12 +216,12 @@ def masked_mean(x_FxM, mask_FxM) -> np.ndarray:
   return np.where(c > 0, np.where(ok, x, 0.0).sum(1) / np.maximum(c, 1), np.nan)
 
 
-def frozen_scores(evaluator: Evaluator, frozen, evals: list[edit_data.EvalSplit], delta=None) -> dict:
+def frozen_scores(evaluator: Evaluator, frozen, evals: list[edit_rows.EvalSplit], delta=None) -> dict:
   """{split key: {metric: float64[N]}} of every edit_metrics metric for one model."""
   return {s.key: evaluator.scores(frozen, delta, s) for s in evals}
 
 
-def frozen_correct(evaluator: Evaluator, frozen, evals: list[edit_data.EvalSplit], delta=None) -> dict:
+def frozen_correct(evaluator: Evaluator, frozen, evals: list[edit_rows.EvalSplit], delta=None) -> dict:
   """{split key: {metric: bool[N]}} for one model (the frozen one, or frozen + delta)."""
   return {s.key: {m: evaluator.correct(frozen, delta, p, a) for m, (p, a) in s.probes.items()} for s in evals}
 
@@ -229,28 +229,28 @@ def frozen_correct(evaluator: Evaluator, frozen, evals: list[edit_data.EvalSplit
 # ---- batch and sequential ---------------------------------------------------------------------------------
 
 
-def batch_rows(ts: edit_data.TrainSet) -> dict:
+def batch_rows(ts: edit_rows.TrainSet) -> dict:
   """Every training row in one pool with the builder's weights: edit rows and retain rows."""
-  rows = edit_data.concat_rows([ts.edit, ts.retain])
+  rows = edit_rows.concat_rows([ts.edit, ts.retain])
   return {**{k: jnp.asarray(v) for k, v in rows.arrays().items()},
           "is_edit": jnp.asarray(np.arange(len(rows)) < len(ts.edit)),
           "weight": jnp.asarray(np.concatenate([ts.edit_weight, ts.retain_weight]).astype(np.float32))}
 
 
-def train_batch(frozen, ts: edit_data.TrainSet, hp: edit_methods.EditHParams, cfg, paths, seed: int):
+def train_batch(frozen, ts: edit_rows.TrainSet, hp: methods.EditHParams, cfg, paths, seed: int):
   """One delta for all the edit set's facts (weighted minibatches of hp.batch_size rows per step)."""
-  fn = jax.jit(lambda fz, b, k: edit_methods.train_delta(fz, b, k, hp, cfg, paths, sample=True))
+  fn = jax.jit(lambda fz, b, k: methods.train_delta(fz, b, k, hp, cfg, paths, sample=True))
   return fn(frozen, batch_rows(ts), jax.random.key(seed))
 
 
-def run_sequential(params, plan: IndependentPlan, hp: edit_methods.EditHParams, cfg, paths, seed: int,
-                   evaluator: Evaluator, evals: list[edit_data.EvalSplit], on_edit: Callable | None = None,
+def run_sequential(params, plan: IndependentPlan, hp: methods.EditHParams, cfg, paths, seed: int,
+                   evaluator: Evaluator, evals: list[edit_rows.EvalSplit], on_edit: Callable | None = None,
                    train: Callable | None = None, track_unrelated: int = 0):
   """Edits applied one after another. After edit i: exact match of each edit 0..i's own fact (the
   edited split's linked rows), and with track_unrelated > 0 of that many reg_data facts (`unrelated`).
   train: `(frozen, batch, key) -> (delta, loss)` in place of the gradient methods' (closed-form edits).
   Returns (composed delta, per-edit records)."""
-  step = train or jax.jit(lambda frozen, b, k: edit_methods.train_delta(frozen, b, k, hp, cfg, paths))
+  step = train or jax.jit(lambda frozen, b, k: methods.train_delta(frozen, b, k, hp, cfg, paths))
   unrelated = next((s for s in evals if s.name == "reg_data"), None) if track_unrelated else None
   composed = None
   records = []
