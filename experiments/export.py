@@ -137,7 +137,7 @@ def _stack_size(params, delta) -> int:
 
 def export(pretrained, output, delta=None, overwrite: bool = False, edit_index: int = -1) -> pathlib.Path:
   """Writes the checkpoint folder `output`; OptionError (one line) for any invalid input, before writing."""
-  from behemoth_jax import hf  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.interop import hf  # pylint: disable=g-import-not-at-top
   require(bool(str(output)), "output", "must name a folder to create, got an empty value")
   out = pathlib.Path(output)
   # Checked before the (slow) loading; atomic_directory checks again at the rename.

@@ -9,7 +9,7 @@ sequential mode, on W and E (--config.edit_set_dir=E), whose delta is compared w
 run against a remove oracle, an edit against a remap oracle.
 Writes O/oracle.json, O/data/, O/seed_<s>/ (pretraining work dirs; a rerun resumes) and O/summary.json
 (W itself against the oracle: forget_quality, oracle_agreement, the oracle's own accuracies; see
-behemoth_jax/oracle.py). With --unlearned=U, U/summary.json also gets forget_quality and oracle_agreement
+behemoth_jax/oracle/retrain.py). With --unlearned=U, U/summary.json also gets forget_quality and oracle_agreement
 per split (every existing key kept); the oracle is trained once and reused for every U of its edit set.
 Exit status 2: an invalid option (one line `error: --option: ...`, nothing written).
 """
@@ -42,9 +42,9 @@ def main(argv):
   except ValueError:
     config_cli.fail(f"--seeds: must be comma-separated integers >= 0, got {_SEEDS.value!r}")
   logging.set_verbosity(logging.WARNING)
-  from behemoth_jax import oracle  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.oracle import retrain  # pylint: disable=g-import-not-at-top
   try:
-    summary = oracle.run(_PRETRAINED.value, _EDITS.value, _WORKDIR.value, _MODE.value, seeds, _STEPS.value,
+    summary = retrain.run(_PRETRAINED.value, _EDITS.value, _WORKDIR.value, _MODE.value, seeds, _STEPS.value,
                          _UNLEARNED.value or None, progress=_PROGRESS.value)
   except ValueError as e:
     config_cli.fail(str(e))

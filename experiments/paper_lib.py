@@ -260,7 +260,7 @@ def _unlearning(config, arm_list, pre, root_exp: pathlib.Path, runs: list, ran: 
   """Forget config.num_edits facts with each method (batch mode), then score each against one oracle
   retrained without them (per pretraining and edit seed; oracle.run merges forget_quality and
   oracle_agreement into each run's summary.json)."""
-  from behemoth_jax import oracle  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.oracle import retrain  # pylint: disable=g-import-not-at-top
   for seed in config.seeds:
     p = pre[("base", seed)]
     for e in config.edit_seeds:
@@ -275,7 +275,7 @@ def _unlearning(config, arm_list, pre, root_exp: pathlib.Path, runs: list, ran: 
         summary = _edit(c, p, wd, ran)
         if "forget_quality" not in summary.get("edited", {}):
           ran.append(str(o))
-          oracle.run(p, edits, o, "remove", tuple(config.oracle_seeds), config.oracle_steps, unlearned_dir=wd)
+          retrain.run(p, edits, o, "remove", tuple(config.oracle_seeds), config.oracle_steps, unlearned_dir=wd)
         runs.append({"arm": arm.name, "seed": seed, "edit_seed": e, "dir": str(wd), "oracle": str(o)})
 
 

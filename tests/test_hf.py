@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from behemoth_jax.evaluate import knowledge  # noqa: E402
-from behemoth_jax import hf  # noqa: E402
+from behemoth_jax.interop import hf  # noqa: E402
 from behemoth_jax.train import pretraining  # noqa: E402
 from behemoth_jax.model import model  # noqa: E402
 from data_gen import text  # noqa: E402

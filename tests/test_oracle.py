@@ -74,7 +74,7 @@ def test_unknown_mode_is_refused(tiny):
 def test_oracle_without_the_forgotten_facts_answers_them_at_chance_and_keeps_the_rest(tiny, tmp_path):
   """Tiny config (~1 min on 2 cores): pretrain, then retrain from scratch without 4 facts."""
   import json
-  from behemoth_jax import oracle
+  from behemoth_jax.oracle import retrain
   from data_gen import edit_files
   ds, es = tiny
   config = pretrain_configs.get_config("tiny")
@@ -82,7 +82,7 @@ def test_oracle_without_the_forgotten_facts_answers_them_at_chance_and_keeps_the
   config.eval_every = config.checkpoint_every = 300
   pretraining.run(config, tmp_path / "w")
   edit_files.write_edit_set(tmp_path / "e", es, ds.vocab)
-  summary = oracle.run(tmp_path / "w", tmp_path / "e", tmp_path / "o", "remove", [0], 300)
+  summary = retrain.run(tmp_path / "w", tmp_path / "e", tmp_path / "o", "remove", [0], 300)
   chance = 1 / ds.graph.num_objects
   forget = summary["edited"]
   # Never seen: the old answers are not recalled (4 facts: 0 or 1 hit by luck; chance is 1/8).
@@ -150,7 +150,7 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   reuses the trained oracle) writes the same bytes."""
   import json
   from behemoth_jax.edit import runner
-  from behemoth_jax import oracle
+  from behemoth_jax.oracle import retrain
   from data_gen import edit_files
   from experiments.configs import edit as edit_configs
   from behemoth_jax.train import pretrained
@@ -161,7 +161,7 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   c.mode, c.steps, c.edit_set_dir = "batch", 5, str(tmp_path / "e")
   runner.run(c, tiny_run, tmp_path / "u")
   before = json.loads((tmp_path / "u" / "summary.json").read_text())
-  compared = oracle.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
+  compared = retrain.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
   after = json.loads((tmp_path / "u" / "summary.json").read_text())
   assert set(after) == set(before)  # the engine's split keys, nothing renamed
   for split, by_metric in before.items():
@@ -174,7 +174,7 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   assert 0 <= fq["after"] <= 1 and fq["n"] == 4 and len(fq["per_seed"]) == 1
   assert "forget_quality" not in after["reg_data"]  # only the forget set has one
   first = (tmp_path / "u" / "summary.json").read_bytes()
-  oracle.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
+  retrain.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
   assert (tmp_path / "u" / "summary.json").read_bytes() == first
   # The oracle's own summary (the pretrained model itself) uses the same keys.
   own = json.loads((tmp_path / "o" / "summary.json").read_text())
@@ -183,5 +183,5 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   other = build_edit_set(ds.graph, EditConfig(num_ft_overrides=4), seed=1)
   edit_files.write_edit_set(tmp_path / "e1", other, ds.vocab)
   with pytest.raises(ValueError, match="--unlearned: .* edited other facts than --edits"):
-    oracle.run(tiny_run, tmp_path / "e1", tmp_path / "o1", "remove", [0], 10, tmp_path / "u")
+    retrain.run(tiny_run, tmp_path / "e1", tmp_path / "o1", "remove", [0], 10, tmp_path / "u")
   assert not (tmp_path / "o1").exists()
