@@ -24,8 +24,9 @@ from absl import flags
 from data_gen.common import atomic, cli
 from data_gen.common.errors import OptionError, require
 
-SUITES = {"data": "experiments.bench_data", "train": "experiments.bench_train",
-          "edits": "experiments.bench_edits", "edit": "experiments.bench_editing", "eval": "experiments.bench_eval"}
+SUITES = {"data": "experiments.benchmarks.data", "train": "experiments.benchmarks.train",
+          "edits": "experiments.benchmarks.edit_sets", "edit": "experiments.benchmarks.editing",
+          "eval": "experiments.benchmarks.evaluation"}
 
 _SUITE = flags.DEFINE_enum("suite", "all", ["all", *SUITES], "Which suite to run.")
 _QUICK = flags.DEFINE_bool("quick", False, "Smaller shapes and fewer steps (a smoke run).")

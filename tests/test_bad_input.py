@@ -50,7 +50,7 @@ ORC = ["--pretrained={empty}", "--edits={edits}", "--workdir={out}"]
 
 # Exit status of an invalid option, where it is not 1 (the config-driven binaries and the argv-parsed suites).
 EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, REPORT: {2}, PAPER: {2},
-        **{f"experiments.bench_{m}": {2} for m in ("train", "edits", "editing", "eval", "closed_form")}}
+        **{f"experiments.benchmarks.{m}": {2} for m in ("train", "edit_sets", "editing", "evaluation", "closed_form")}}
 
 ROWS = [
     # --- data_gen.generate ---
@@ -171,12 +171,12 @@ ROWS = [
     (BENCH, ["--suite=data", "extra"], "extra"),
     (BENCH, ["--suite=data", "--output={empty}"], "--output"),  # refused before the suites run
     (BENCH, ["--suite=data", "--output={file}/bench.json"], "--output"),
-    ("experiments.bench_train", ["--nosuch"], "--nosuch"),
-    ("experiments.bench_edits", ["--nosuch"], "--nosuch"),
-    ("experiments.bench_editing", ["--nosuch=1"], "--nosuch"),
-    ("experiments.bench_eval", ["--quick", "--nosuch"], "--nosuch"),
-    ("experiments.bench_closed_form", ["--nosuch"], "--nosuch"),
-    ("experiments.bench_data", ["--nosuch"], "nosuch"),
+    ("experiments.benchmarks.train", ["--nosuch"], "--nosuch"),
+    ("experiments.benchmarks.edit_sets", ["--nosuch"], "--nosuch"),
+    ("experiments.benchmarks.editing", ["--nosuch=1"], "--nosuch"),
+    ("experiments.benchmarks.evaluation", ["--quick", "--nosuch"], "--nosuch"),
+    ("experiments.benchmarks.closed_form", ["--nosuch"], "--nosuch"),
+    ("experiments.benchmarks.data", ["--nosuch"], "nosuch"),
     # --- experiments.export ---
     (EXPORT, [], "--pretrained"),
     (EXPORT, ["--pretrained={otherwd}", "--output={out}", "extra"], "extra"),

@@ -1,6 +1,6 @@
 r"""Generator speed: the whole binary against the original's, writing the corpus, sampling on device.
 
-  python -m experiments.bench_data [--quick] [--original_dir=PATH]
+  python -m experiments.benchmarks.data [--quick] [--original_dir=PATH]
   BEHEMOTH_ORIGINAL_DIR=PATH make bench
 
 The corpus shape is the one the original was timed on (S=10000, R=6, O=100, n=50, shuffled: 3M sentences,
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import platform
 import resource
 import shutil
 import statistics
@@ -27,6 +26,7 @@ import time
 from absl import flags
 
 from data_gen.common import cli
+from experiments.benchmarks import harness
 
 # The original on this project's 2-core AMD EPYC machine (issue 8: 33.9 s; earlier runs 35 s), peak 466 MB.
 ORIGINAL_CORPUS_S = 33.9
@@ -35,17 +35,7 @@ ORIGINAL_SENTENCES_PER_S = 86_000
 LITGPT_TOKENS_PER_S = 10_800  # what the trainer must at least consume; the sampler must be >= 50x faster
 SHAPE = {"subjects": 10000, "relationships": 6, "objects": 100, "repeats": 50}
 ORIGINAL_ENV, ORIGINAL_PYTHON_ENV = "BEHEMOTH_ORIGINAL_DIR", "BEHEMOTH_ORIGINAL_PYTHON"
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _timed(cmd: list[str], cwd) -> tuple[float, float, str]:
@@ -85,7 +75,7 @@ def bench_corpus_binary(quick: bool, original_dir: str | None = None, runs: int 
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
         shutil.rmtree(out)
   median = lambda xs, k: round(statistics.median(x[k] for x in xs), 3)  # noqa: E731
-  row = {"name": "data/generate_binary", "cpu": cpu_model(), "cpu_count": os.cpu_count(), "shape": shape,
+  row = {"name": "data/generate_binary", "cpu": harness.cpu_model(), "cpu_count": os.cpu_count(), "shape": shape,
          "flags": ours_flags, "runs": runs, "wall_s_median": median(ours, 0), "cpu_s_median": median(ours, 1),
          "wall_s_all": [round(w, 3) for w, _ in ours], "sentences": summary["sentences"],
          "shards": summary["shards"], "peak_rss_mb": summary["peak_rss_mb"], "bytes_written": size,
@@ -133,7 +123,7 @@ def bench_stages(quick: bool) -> dict:
   start_s = _timed([sys.executable, "-c", "pass"], ROOT)[0]
   wall, cpu, stdout = _timed([sys.executable, "-c", _STAGES, json.dumps(shape)], ROOT)
   stages = {k: round(v, 3) for k, v in json.loads(stdout).items()}
-  return {"name": "data/generate_stages", "cpu": cpu_model(), "shape": shape, "interpreter_start_s": round(start_s, 3),
+  return {"name": "data/generate_stages", "cpu": harness.cpu_model(), "shape": shape, "interpreter_start_s": round(start_s, 3),
           **stages, "process_wall_s": round(wall, 3), "process_cpu_s": round(cpu, 3)}
 
 

@@ -1,7 +1,7 @@
 r"""Independent-edit throughput: the engine's vmapped LoRA edits against a naive vmap and a Python loop.
 
   python -m experiments.bench --suite=edit [--quick]
-  python -m experiments.bench_editing [--quick]
+  python -m experiments.benchmarks.editing [--quick]
 
 The fixed workload (issue 7): 256 independent single-fact rank-4 LoRA edits on every MLP down-projection
 of the width-128, 4-layer, vocab-2432 model; 20 Adam steps each; each step on the edited sentence plus 7
@@ -17,30 +17,16 @@ The row also gives the FLOPs our program needs per edit and the share of the mea
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 import sys
 import time
+
+from experiments.benchmarks import closed_form, harness
 
 WORKLOAD = {"edits": 256, "width": 128, "layers": 4, "heads": 4, "vocab": 2432, "rank": 4,
             "targets": "mlp_down", "steps": 20, "rows_per_step": 8, "tokens_per_row": 12,
             "loss_on": "answer"}
 QUICK = {**WORKLOAD, "edits": 32, "steps": 5}
-
-
-def cpu_model() -> str:
-  from experiments.bench_data import cpu_model as read  # pylint: disable=g-import-not-at-top
-  return read()
-
-
-def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times), times
 
 
 def _workload_arrays(w: dict):
@@ -135,13 +121,13 @@ def measure(w: dict, repeats: int, loop_edits: int) -> dict:
     t0 = time.perf_counter()
     fn()  # compile + first run
     compile_s[name] = round(time.perf_counter() - t0, 2)
-  t_ours, all_ours = _median_time(run_ours, repeats)
-  t_naive, all_naive = _median_time(run_naive, repeats)
-  t_loop, _ = _median_time(run_loop, repeats)
+  t_ours, all_ours = harness.median_time(run_ours, repeats)
+  t_naive, all_naive = harness.median_time(run_naive, repeats)
+  t_loop, _ = harness.median_time(run_loop, repeats)
   peak = flops.measure_matmul_peak(dtype=np.float32)
   fpe = flops_per_edit(w)
   vmap_rate = w["edits"] / t_ours
-  return {"name": "edit/independent_lora", "workload": w, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+  return {"name": "edit/independent_lora", "workload": w, "cpu": harness.cpu_model(), "cpu_count": os.cpu_count(),
           "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
           "vmap_edits_per_s": round(vmap_rate, 2), "naive_vmap_edits_per_s": round(w["edits"] / t_naive, 2),
           "loop_edits_per_s": round(loop_edits / t_loop, 2), "loop_edits_timed": loop_edits,
@@ -152,23 +138,10 @@ def measure(w: dict, repeats: int, loop_edits: int) -> dict:
 
 
 def run(quick: bool = False) -> list[dict]:
-  """The edit suite: the LoRA workload, then the closed-form rows (experiments/bench_closed_form.py)."""
-  from experiments import bench_closed_form  # pylint: disable=g-import-not-at-top
+  """The edit suite: the LoRA workload, then the closed-form rows (experiments/benchmarks/closed_form.py)."""
   w = QUICK if quick else WORKLOAD
-  return [measure(w, repeats=1 if quick else 3, loop_edits=8 if quick else 32), *bench_closed_form.run(quick)]
-
-
-def script_main(run_fn, argv, options=("--quick",)) -> int:
-  """A bench module run alone (`python -m experiments.bench_<x> [--quick]`): one JSON row per line; an
-  unknown argument is refused in one line (exit 2). run_fn takes one bool per option, in order."""
-  for arg in argv:
-    if arg not in options:
-      print(f"error: {arg.split('=')[0]}: not an option here (allowed: {', '.join(options)})", file=sys.stderr)
-      return 2
-  for row in run_fn(*(o in argv for o in options)):
-    print(json.dumps(row), flush=True)
-  return 0
+  return [measure(w, repeats=1 if quick else 3, loop_edits=8 if quick else 32), *closed_form.run(quick)]
 
 
 if __name__ == "__main__":
-  sys.exit(script_main(run, sys.argv[1:]))
+  sys.exit(harness.script_main(run, sys.argv[1:]))

@@ -1,9 +1,9 @@
 r"""Training-step speed: tokens/s, MFU against a measured matmul peak, compile time.
 
-  python -m experiments.bench_train            # every shape
-  python -m experiments.bench_train --quick    # the LitGPT comparison shape only
-  python -m experiments.bench_train --ablate   # where the time goes (naive vs this step), LitGPT shape
-  python -m experiments.bench_train --quick --torch_python=/tmp/torchvenv/bin/python
+  python -m experiments.benchmarks.train            # every shape
+  python -m experiments.benchmarks.train --quick    # the LitGPT comparison shape only
+  python -m experiments.benchmarks.train --ablate   # where the time goes (naive vs this step), LitGPT shape
+  python -m experiments.benchmarks.train --quick --torch_python=/tmp/torchvenv/bin/python
       # adds a same-machine PyTorch reference step (LitGPT's Pythia architecture, written out below;
       # needs a Python with torch, which this project does not depend on)
 
@@ -202,9 +202,9 @@ def measure(spec: dict, xla_flags: str = DEFAULT_XLA_FLAGS, quick: bool = False)
   """Runs one shape in a fresh process and returns its JSON record."""
   spec = {"warmup": 3, "windows": 3 if quick else 5, "steps": 5 if quick else 10, **spec}
   env = {**os.environ, "XLA_FLAGS": xla_flags}
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-  r = subprocess.run([sys.executable, "-m", "experiments.bench_train", "--worker", json.dumps(spec)],
+  r = subprocess.run([sys.executable, "-m", "experiments.benchmarks.train", "--worker", json.dumps(spec)],
                      env=env, cwd=root, capture_output=True, text=True, timeout=1800)
   if r.returncode:
     raise RuntimeError(f"benchmark worker failed for {spec['name']}:\n{r.stderr[-3000:]}")

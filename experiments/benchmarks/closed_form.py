@@ -1,7 +1,7 @@
 r"""Closed-form edit speed (issue 10): rank-one edits per second, and one least-squares edit of 1,000 facts.
 
   python -m experiments.bench --suite=edit [--quick]
-  python -m experiments.bench_closed_form [--quick]
+  python -m experiments.benchmarks.closed_form [--quick]
 
 - `edit/rome_vmapped`: independent rank-one edits (closed_form.make_rome_trainer: the value vector's Adam
   steps with the KL term, then the rank-one factors) vmapped over the edits of one jitted program, on the
@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-from experiments.bench_editing import _median_time, script_main  # the LoRA workload's timer
+from experiments.benchmarks import harness
 
 ROME = {"edits": 256, "width": 128, "layers": 4, "heads": 4, "vocab": 2432, "layer": 2, "key_position": "last",
         "steps": 20, "edit_rows": 1, "tokens_per_row": 12, "kl_prompts": 5, "kl_tokens": 11}
@@ -53,7 +53,6 @@ def measure_rome(w: dict, repeats: int, loop_edits: int) -> dict:
 
   from behemoth_jax.edit import closed_form  # pylint: disable=g-import-not-at-top
   from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
-  from experiments.bench_editing import cpu_model  # pylint: disable=g-import-not-at-top
 
   cfg = model.ModelConfig(vocab_size=w["vocab"], num_layers=w["layers"], width=w["width"], num_heads=w["heads"],
                           max_len=64)
@@ -79,9 +78,9 @@ def measure_rome(w: dict, repeats: int, loop_edits: int) -> dict:
     t0 = time.perf_counter()
     fn()
     compile_s[name] = round(time.perf_counter() - t0, 2)
-  t_v, all_v = _median_time(run_vmapped, repeats)
-  t_l, all_l = _median_time(run_loop, repeats)
-  return {"name": "edit/rome_vmapped", "workload": w, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+  t_v, all_v = harness.median_time(run_vmapped, repeats)
+  t_l, all_l = harness.median_time(run_loop, repeats)
+  return {"name": "edit/rome_vmapped", "workload": w, "cpu": harness.cpu_model(), "cpu_count": os.cpu_count(),
           "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
           "vmap_edits_per_s": round(w["edits"] / t_v, 2), "loop_edits_per_s": round(loop_edits / t_l, 2),
           "loop_edits_timed": loop_edits, "speedup_vs_loop": round((w["edits"] / t_v) / (loop_edits / t_l), 2),
@@ -98,7 +97,6 @@ def measure_memit(w: dict, repeats: int) -> dict:
   from behemoth_jax.edit import closed_form, covariance, methods  # pylint: disable=g-import-not-at-top
   from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
-  from experiments.bench_editing import cpu_model  # pylint: disable=g-import-not-at-top
   from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
 
   config = pretrain_configs.get_config(w["pretrain_config"])
@@ -128,7 +126,7 @@ def measure_memit(w: dict, repeats: int) -> dict:
   return {"name": "edit/memit_1000" if w["facts"] == 1000 else f"edit/memit_{w['facts']}", "workload": w,
           "model": {"width": cfg.width, "layers": cfg.num_layers, "vocab": cfg.vocab_size},
           "corpus_documents_per_pass_kind": [stop - start for start, stop, _ in covariance.pass_ranges(ds)],
-          "cpu": cpu_model(), "cpu_count": os.cpu_count(), "device": jax.devices()[0].device_kind,
+          "cpu": harness.cpu_model(), "cpu_count": os.cpu_count(), "device": jax.devices()[0].device_kind,
           "backend": jax.default_backend(), "seconds": round(statistics.median(total), 2),
           "covariance_s": round(statistics.median(a for a, _ in parts), 2),
           "solve_and_values_s": round(statistics.median(b for _, b in parts), 2),
@@ -142,4 +140,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-  sys.exit(script_main(run, sys.argv[1:]))
+  sys.exit(harness.script_main(run, sys.argv[1:]))

@@ -1,6 +1,6 @@
 r"""Edit-set speed at the original's graph size (S=100,000, R=6, O=400): building, and writing the files.
 
-  python -m experiments.bench_edits [--quick]
+  python -m experiments.benchmarks.edit_sets [--quick]
 
 `run(quick)` is what `experiments/bench.py --suite=edits` calls. Building is pure numpy selection (the
 original scanned Python lists once per edit); writing renders every row's tokens and spells them.
@@ -17,7 +17,7 @@ from data_gen.edit_files import write_edit_set
 from data_gen.edits import EditConfig, build_edit_set
 from data_gen.graph import GraphConfig, make_graph
 from data_gen.vocab import make_vocab
-from experiments.bench_editing import script_main
+from experiments.benchmarks import harness
 
 GRAPH = GraphConfig(num_subjects=100_000, num_relationships=6, num_objects=400)
 NESTED_GRAPH = GraphConfig(num_subjects=100_000, num_relationships=6, num_objects=400, num_nested_objects=20)
@@ -72,4 +72,4 @@ def run(quick: bool) -> list[dict]:
 
 
 if __name__ == "__main__":
-  sys.exit(script_main(run, sys.argv[1:]))
+  sys.exit(harness.script_main(run, sys.argv[1:]))

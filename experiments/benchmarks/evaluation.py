@@ -1,6 +1,6 @@
 r"""Evaluation speed: facts scored per second on a 100,000-fact graph, and the cost of one oracle retrain.
 
-  python -m experiments.bench_eval [--quick] [--eval_only]
+  python -m experiments.benchmarks.evaluation [--quick] [--eval_only]
 
 `run(quick)` is what `experiments/bench.py --suite=eval` calls.
 - eval_exact_match / eval_scores: every fact of a 100,000-fact graph (S=16,667 x R=6, O=400) in the
@@ -29,7 +29,7 @@ from behemoth_jax.model import model
 from data_gen import dataset as dataset_lib
 from data_gen.corpus import CorpusConfig
 from data_gen.graph import GraphConfig
-from experiments.bench_editing import script_main
+from experiments.benchmarks import harness
 
 CHUNK = 4096
 
@@ -96,4 +96,4 @@ def run(quick: bool, eval_only: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-  sys.exit(script_main(run, sys.argv[1:], ("--quick", "--eval_only")))  # --eval_only: no oracle retrain
+  sys.exit(harness.script_main(run, sys.argv[1:], ("--quick", "--eval_only")))  # --eval_only: no oracle retrain
