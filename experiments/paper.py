@@ -48,13 +48,13 @@ def main(argv):
   jax.config.update("jax_compilation_cache_dir", str(root.absolute() / ".jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  from experiments import paper_lib, paper_results  # pylint: disable=g-import-not-at-top
-  out = config_cli.run_work(lambda: paper_lib.run_experiment(config, root),
+  from experiments.replication import runs, results  # pylint: disable=g-import-not-at-top
+  out = config_cli.run_work(lambda: runs.run_experiment(config, root),
                             lambda: f"{root / config.experiment} keeps every finished run; the same command "
                                     "resumes")
   print(f"{config.experiment}: {out / 'section.md'}")
   if _DOCS.value:
-    print(paper_results.assemble_docs(root, pathlib.Path(_DOCS.value)))
+    print(results.assemble_docs(root, pathlib.Path(_DOCS.value)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from experiments import paper_lib, paper_results
+from experiments.replication import runs, results
 from experiments.configs import paper as paper_configs
 
 
@@ -18,20 +18,20 @@ def root(tmp_path_factory):
 @pytest.mark.parametrize("experiment", paper_configs.EXPERIMENTS)
 def test_tiny_experiment_writes_rows_summary_plots_and_section(root, experiment):
   config = paper_configs.get_config(f"{experiment},tiny")
-  exp = paper_lib.run_experiment(config, root)
+  exp = runs.run_experiment(config, root)
   summary = json.loads((exp / "summary.json").read_text())
-  arms = paper_lib.arms(config, 2)
+  arms = runs.arms(config, 2)
   assert set(summary) == {a.name for a in arms}
   rows = [json.loads(l) for l in (exp / "results.jsonl").read_text().splitlines()]
   assert {r["arm"] for r in rows} == set(summary)
-  first_split, first_metric, _ = paper_results.COLUMNS[experiment][0]
+  first_split, first_metric, _ = results.COLUMNS[experiment][0]
   for name, arm in summary.items():
     entry = arm["splits"][first_split][first_metric]
     assert 0.0 <= entry["after"] <= 1.0 and entry["n"] >= 1
     assert entry["after_ci"][0] <= entry["after"] <= entry["after_ci"][1]
     assert len(arm["runs"]) == len(config.seeds) * len(config.edit_seeds)
   section = (exp / "section.md").read_text()
-  assert section.startswith(f"## {paper_results.TITLES[experiment]}")
+  assert section.startswith(f"## {results.TITLES[experiment]}")
   assert all(f"]({'figures/' + p.name})" in section for p in exp.glob("*.png"))
   assert list(exp.glob("*.png"))
   assert "**What the numbers say**" in section
@@ -45,18 +45,18 @@ def test_tiny_experiment_writes_rows_summary_plots_and_section(root, experiment)
 
 def test_a_finished_experiment_reruns_from_its_work_dirs_to_the_same_bytes(root):
   config = paper_configs.get_config("blocks,tiny")
-  exp = paper_lib.run_experiment(config, root)  # the parametrized test ran it already (or runs it now)
+  exp = runs.run_experiment(config, root)  # the parametrized test ran it already (or runs it now)
   before = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file() and p.name != "run.json"}
-  paper_lib.run_experiment(config, root)
+  runs.run_experiment(config, root)
   after = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file() and p.name != "run.json"}
   assert before == after
 
 
 def test_docs_are_assembled_in_order_with_their_figures(root, tmp_path):
-  paper_lib.run_experiment(paper_configs.get_config("blocks,tiny"), root)
-  docs = paper_results.assemble_docs(root, tmp_path / "docs" / "results.md")
+  runs.run_experiment(paper_configs.get_config("blocks,tiny"), root)
+  docs = results.assemble_docs(root, tmp_path / "docs" / "results.md")
   text = docs.read_text()
-  assert text.index(paper_results.TITLES["blocks"]) > 0
+  assert text.index(results.TITLES["blocks"]) > 0
   assert (tmp_path / "docs" / "figures" / "blocks_exact_match.png").is_file()
   missing = [e for e in paper_configs.EXPERIMENTS if not (root / e / "section.md").is_file()]
   assert all(f"paper.py:{e},cpu" in text for e in missing)  # what is not run yet says how to run it
@@ -70,12 +70,12 @@ def test_invalid_options_are_refused_before_anything_is_written(tmp_path, overri
   config = paper_configs.get_config("rank,tiny")
   config.update(override)
   with pytest.raises(ValueError, match=f"^--config.{field}: "):
-    paper_lib.run_experiment(config, tmp_path / "out")
+    runs.run_experiment(config, tmp_path / "out")
   assert not (tmp_path / "out").exists()
 
 
 def test_sizes_pick_the_backend():
-  from experiments import quickstart
+  from experiments.replication import quickstart
   assert quickstart.size_for_backend("gpu") == "accel" and quickstart.size_for_backend("tpu") == "accel"
   assert quickstart.size_for_backend("cpu") == "cpu" and quickstart.size_for_backend("cpu", "tiny") == "tiny"
   with pytest.raises(ValueError, match="size"):
@@ -86,22 +86,22 @@ def test_the_reading_calls_a_difference_only_where_intervals_are_apart():
   a = {"after": 0.9, "after_ci": [0.85, 0.95]}
   b = {"after": 0.6, "after_ci": [0.5, 0.7]}
   c = {"after": 0.8, "after_ci": [0.6, 0.9]}
-  assert paper_results._compare("r=4", a, "full", b, "edit takes").endswith("r=4 higher (intervals apart).")
-  assert paper_results._compare("r=4", b, "full", a, "edit takes").endswith("full higher (intervals apart).")
-  assert "not distinguishable" in paper_results._compare("r=4", a, "full", c, "edit takes")
+  assert results._compare("r=4", a, "full", b, "edit takes").endswith("r=4 higher (intervals apart).")
+  assert results._compare("r=4", b, "full", a, "edit takes").endswith("full higher (intervals apart).")
+  assert "not distinguishable" in results._compare("r=4", a, "full", c, "edit takes")
   nan = {"after": 0.5, "after_ci": [float("nan"), float("nan")]}
-  assert "not distinguishable" in paper_results._compare("x", a, "y", nan, "edit takes")
+  assert "not distinguishable" in results._compare("x", a, "y", nan, "edit takes")
 
 
 def test_the_capacity_reading_moves_one_factor_at_a_time():
   config = paper_configs.get_config("capacity,cpu")
-  arms = paper_lib.arms(config, 4)
+  arms = runs.arms(config, 4)
   takes = {"e100_w64": 0.2, "e1000_w64": 0.9, "e100_w128": 0.25, "e1000_w128": 0.9}
   summary = {a.name: {"splits": {"edited": {"exact_match": {"after": takes[a.labels["pretraining"]],
                                                             "after_ci": [takes[a.labels["pretraining"]] - 0.1,
                                                                          takes[a.labels["pretraining"]] + 0.1]}}}}
              for a in arms}
-  lines = paper_results.reading("capacity", arms, summary, {})
+  lines = results.reading("capacity", arms, summary, {})
   assert "- lora, width 64: edit takes: 100 exposures 20.0% vs 1000 exposures 90.0%, 1000 exposures higher " \
          "(intervals apart)." in lines
   assert "- lora, 100 exposures: edit takes: width 64 20.0% vs width 128 25.0%, not distinguishable " \

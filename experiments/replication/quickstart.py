@@ -20,12 +20,12 @@ def size_for_backend(backend: str, override: str | None = None) -> str:
 
 def run(size: str, output: str | pathlib.Path, experiments=("rank",)) -> pathlib.Path:
   """Runs (or resumes) `experiments` at `size` under `output`; returns the assembled report's path."""
-  from experiments import paper_lib, paper_results  # pylint: disable=g-import-not-at-top
+  from experiments.replication import runs, results  # pylint: disable=g-import-not-at-top
   from experiments.configs import paper  # pylint: disable=g-import-not-at-top
   root = pathlib.Path(output)
   for name in experiments:
-    paper_lib.run_experiment(paper.get_config(f"{name},{size}"), root)
-  return paper_results.assemble_docs(root, root / "report" / "results.md")
+    runs.run_experiment(paper.get_config(f"{name},{size}"), root)
+  return results.assemble_docs(root, root / "report" / "results.md")
 
 
 def plots(report: pathlib.Path) -> list[pathlib.Path]:

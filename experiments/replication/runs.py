@@ -2,7 +2,7 @@
 
 An `Arm` is one method with its options; `arms(config, ...)` lists an experiment's arms; `run_experiment`
 pretrains what is missing, tunes learning rates on a held-out edit set, runs every arm over the seeds,
-pools them and writes the results (experiments/paper_results.py). Pure orchestration over the libraries
+pools them and writes the results (experiments/replication/results.py). Pure orchestration over the libraries
 the binaries use: every number comes from `edit_runner.run` / `oracle.run` work dirs that a researcher
 can open and rerun on their own.
 """
@@ -330,7 +330,7 @@ def validate(config, root: pathlib.Path) -> None:
 
 def run_experiment(config, root: pathlib.Path) -> pathlib.Path:
   """Runs (or resumes) config.experiment under root; returns its folder."""
-  from experiments import paper_results  # pylint: disable=g-import-not-at-top
+  from experiments.replication import results  # pylint: disable=g-import-not-at-top
   from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   validate(config, root)
@@ -376,7 +376,7 @@ def run_experiment(config, root: pathlib.Path) -> pathlib.Path:
                      f"--output={root}",
           "pretrained": {f"{v}_s{s}": str(p) for (v, s), p in pre.items()}, "tuned": tuned,
           "runs": runs, "config_values": config.to_dict(), **extra}
-  paper_results.write_experiment(exp, config, arm_list, info)
+  results.write_experiment(exp, config, arm_list, info)
   return exp
 
 
