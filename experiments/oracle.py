@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from experiments import config_cli
+from experiments.configs import config_cli
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pretraining work dir whose config is retrained.")
 _EDITS = flags.DEFINE_string("edits", None, "Edit-set folder (python -m data_gen.make_edits).")

@@ -22,7 +22,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import config_cli
+from experiments.configs import config_cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:name), e.g. "
                                           "experiments/configs/paper.py:rank,cpu.")

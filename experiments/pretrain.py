@@ -16,7 +16,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import config_cli
+from experiments.configs import config_cli
 
 _fail = config_cli.fail
 

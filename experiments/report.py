@@ -22,8 +22,8 @@ import pathlib
 
 from absl import app, flags
 
-from experiments import config_cli
-from experiments.report_lib import build, kind_of
+from experiments.configs import config_cli
+from experiments.reporting.markdown import build, kind_of
 
 _RESULTS = flags.DEFINE_list("results", None, "Work dirs (edit, oracle or pretraining runs), comma-separated.")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder to create for report.md and its plots.")

@@ -19,7 +19,7 @@ import pathlib
 
 from absl import app, flags, logging
 
-from experiments import config_cli
+from experiments.configs import config_cli
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pretraining work dir (python -m experiments.pretrain).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (must not exist yet).")

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from experiments import report_lib as report
+from experiments.reporting import markdown as report
 
 
 def _edit_run(root, name, seed, targets, afters, forget_quality=None):
