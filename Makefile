@@ -10,7 +10,7 @@ OUT ?= runs/demo
 venv: $(STAMP)
 
 # The hf extra (transformers, torch==2.13.0: a CPU wheel already on this machine's disk, ~30 s) is for
-# tests/test_hf.py; pyproject.toml pins torch so that pip never pulls a multi-GB CUDA build.
+# tests/interop/test_hf.py; pyproject.toml pins torch so that pip never pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

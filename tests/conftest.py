@@ -34,7 +34,7 @@ hypothesis.settings.load_profile("repo")
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
   """A pretraining work dir of the tiny config trained until it knows most of its facts (~15 s), shared
-  by every test module that edits a model (tests/test_edit.py, tests/test_closed_form.py)."""
+  by every test module that edits a model (tests/edit/test_edit.py, tests/edit/test_closed_form.py)."""
   from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp("tiny_pretrained")

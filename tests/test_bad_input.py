@@ -186,7 +186,7 @@ ROWS = [
     (EXPORT, ["--pretrained={data}", "--output={out}"], "--pretrained"),
     (EXPORT, ["--pretrained={file}", "--output={out}"], "--pretrained"),
     (EXPORT, ["--pretrained={empty}", "--output={data}"], "--output"),
-    # --- experiments.edit (its owner extends these; tests/test_edit.py checks more refusals) ---
+    # --- experiments.edit (its owner extends these; tests/edit/test_edit.py checks more refusals) ---
     (EDIT, LORA[:1] + LORA[2:], "--pretrained"),
     (EDIT, [LORA[0], "--pretrained={empty}/nosuch", LORA[2]], "--pretrained"),
     (EDIT, LORA, "--pretrained"),  # an empty folder is not a pretraining work dir

@@ -10,7 +10,7 @@ sentence-level distribution the edit prompts come from), every non-padding token
 token. The corpus repeats passes; a pass of each kind (the first long pass when questions make the first
 passes longer, and the first short pass) is computed and weighted by how many documents of that kind the
 corpus holds. That equals the full sum when every pass of a kind renders the same documents in another
-order (true of the shuffled corpora here; tests/test_closed_form.py checks it against a brute-force sum
+order (true of the shuffled corpora here; tests/edit/test_closed_form.py checks it against a brute-force sum
 over every document of the tiny corpus).
 
 Sums run on device in float32 per chunk of documents and accumulate on the host in float64.

@@ -27,7 +27,7 @@ from data_gen.common.errors import OptionError  # noqa: E402
 from experiments import export  # noqa: E402
 from experiments.configs import pretrain as pretrain_configs  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SUBPROCESS_ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu",
                   "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
 

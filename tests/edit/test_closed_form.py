@@ -15,7 +15,7 @@ from behemoth_jax.model import deltas, model
 from experiments.configs import edit as edit_configs
 from experiments.configs import pretrain as pretrain_configs
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from data_gen.graph import GraphConfig
 from data_gen.text import WordTable, read_probe_file
 from data_gen.vocab import AA, OO, QQ
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

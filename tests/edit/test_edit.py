@@ -22,7 +22,7 @@ from behemoth_jax.evaluate import edit_metrics
 from data_gen.edits import EditConfig, build_edit_set
 from experiments.configs import edit as edit_configs
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SUBPROCESS_ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu",
                   "PYTHONPATH": str(REPO)}
 CFG = model.ModelConfig(vocab_size=61, num_layers=3, width=32, num_heads=4, max_len=32)

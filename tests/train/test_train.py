@@ -19,7 +19,7 @@ from behemoth_jax.evaluate import knowledge
 from behemoth_jax.model import model
 from experiments.configs import pretrain as pretrain_configs
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 CFG = model.ModelConfig(vocab_size=64, num_layers=2, width=32, num_heads=4, max_len=32)
 OPT = optim.OptimConfig(learning_rate=1e-2, warmup_steps=2, total_steps=20)
 # Subprocesses: same fast-compile setting as this process, no accelerator probing.
@@ -181,7 +181,7 @@ def test_metrics_truncate_after_drops_lines_past_the_checkpoint(tmp_path):
 def test_four_fake_devices_match_one_device():
   script = textwrap.dedent("""
       import jax, numpy as np
-      from tests import test_train as t
+      from tests.train import test_train as t
       assert len(jax.devices()) == 4
       out = []
       for devices in (jax.devices()[:1], jax.devices()):

@@ -15,7 +15,7 @@ from data_gen import dataset, text, writer
 from data_gen.graph import NONE, GraphConfig
 from data_gen.vocab import QQ
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMALL = ["--subjects=40", "--relationships=3", "--objects=8", "--repeats=3", "--shards=2"]
 
 
