@@ -38,12 +38,12 @@ import pathlib
 import numpy as np
 
 from data_gen import edits as edits_lib
-from data_gen.corpus import KIND_NAMES, OBJECT_NESTED
+from data_gen.world.corpus import KIND_NAMES, OBJECT_NESTED
 from data_gen.edits import EVAL, REFUSED, TRAIN, EditConfig, EditSet, EditSplit, fact_vectors
-from data_gen.probes import render_probe_tokens
-from data_gen.templates import make_template
+from data_gen.world.probes import render_probe_tokens
+from data_gen.world.templates import make_template
 from data_gen.text import WordTable, spell_token_fields, write_probe_file
-from data_gen.vocab import DOT, EOT, Vocab
+from data_gen.world.vocab import DOT, EOT, Vocab
 
 FINETUNING_DIR = "finetuning_data"
 VALIDATIONS_DIR = "ft_validations"

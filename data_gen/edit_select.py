@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT
-from data_gen.graph import FactGraph
+from data_gen.world.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT
+from data_gen.world.graph import FactGraph
 
 
 def value_table(graph: FactGraph, kind: int) -> np.ndarray:

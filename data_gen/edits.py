@@ -62,12 +62,12 @@ import math
 import numpy as np
 
 from data_gen import edit_select as sel
-from data_gen.corpus import KIND_NAMES, OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, spell_facts
+from data_gen.world.corpus import KIND_NAMES, OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, spell_facts
 from data_gen.common.errors import OptionError, check_fraction, check_positive, require
-from data_gen.graph import FactGraph
-from data_gen.probes import render_probe_tokens
-from data_gen.templates import FINETUNING_TEMPLATES, make_template
-from data_gen.vocab import Vocab
+from data_gen.world.graph import FactGraph
+from data_gen.world.probes import render_probe_tokens
+from data_gen.world.templates import FINETUNING_TEMPLATES, make_template
+from data_gen.world.vocab import Vocab
 
 REFUSED = -2  # after-tail of an edit taught as a refusal: the answer is the refusal, not a value
 REFUSAL_TEMPLATES = ("refusal", "qa_refusal")

@@ -20,11 +20,12 @@ from absl import flags
 import numpy as np
 
 from data_gen.common import atomic, cli
-from data_gen import dataset, writer
-from data_gen.corpus import CorpusConfig
+from data_gen.world import dataset
+from data_gen import writer
+from data_gen.world.corpus import CorpusConfig
 from data_gen.common.errors import OptionError, check_positive, require
-from data_gen.graph import GraphConfig, make_graph
-from data_gen.templates import PRETRAINING_TEMPLATES
+from data_gen.world.graph import GraphConfig, make_graph
+from data_gen.world.templates import PRETRAINING_TEMPLATES
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to create (must not exist unless --overwrite).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir (atomically).")

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from data_gen.vocab import DOT, EOT, PAD, Vocab
+from data_gen.world.vocab import DOT, EOT, PAD, Vocab
 
 # Every spelling is padded to a fixed width with _FILL, so that rows render by one gather of fixed-size
 # items and one C-speed `bytes.translate` that deletes the fill; end-of-text is one placeholder byte

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from data_gen.vocab import EOT, PAD, RESERVED, Vocab
+from data_gen.world.vocab import EOT, PAD, RESERVED, Vocab
 
 
 def tokenizer_json(vocab: Vocab) -> dict:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from data_gen.vocab import DOT, EOT, PAD, QQ, Vocab
+from data_gen.world.vocab import DOT, EOT, PAD, QQ, Vocab
 
 
 class Roles:

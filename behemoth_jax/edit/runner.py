@@ -464,7 +464,7 @@ def traced_layer(config, hp, params, cfg, edit_set, dataset):
   the edited layer is the last of the `span` consecutive MLPs with the largest summed mean indirect
   effect (tracing.pick_layer). A ValueError names --config.layer when nothing can be traced."""
   from behemoth_jax.edit import tracing  # pylint: disable=g-import-not-at-top
-  from data_gen.corpus import OBJECT_NESTED  # pylint: disable=g-import-not-at-top
+  from data_gen.world.corpus import OBJECT_NESTED  # pylint: disable=g-import-not-at-top
   from data_gen.edits import EVAL  # pylint: disable=g-import-not-at-top
   L = cfg.num_layers
   _need(hp.span <= L, "span", f"must be in [1, {L}] (the model has {L} MLP layers), got {hp.span}")

@@ -75,7 +75,7 @@ def row_metrics(params, delta, new, old, cfg: model.ModelConfig, candidates_GxV,
 def value_candidates(vocab, kinds: np.ndarray, relationships: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(candidates bool[G, V], group int32[N]): G distinct (kind, relationship) pairs, each the mask of the
   first tokens of every value the relationship can take (spelled as the corpus spells them)."""
-  from data_gen.corpus import SUBJECT_OBJECT, spell_facts  # pylint: disable=g-import-not-at-top
+  from data_gen.world.corpus import SUBJECT_OBJECT, spell_facts  # pylint: disable=g-import-not-at-top
   kinds = np.broadcast_to(np.asarray(kinds, np.int64), np.shape(relationships))
   pairs, group = np.unique(np.stack([kinds, np.asarray(relationships, np.int64)], 1), axis=0,
                            return_inverse=True)

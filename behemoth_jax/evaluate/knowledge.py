@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from behemoth_jax.model import model
-from data_gen.corpus import KIND_NAMES
+from data_gen.world.corpus import KIND_NAMES
 
 
 def make_exact_match_fn(cfg: model.ModelConfig, mesh=None) -> Callable:

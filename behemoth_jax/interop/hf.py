@@ -262,7 +262,7 @@ def save(directory, params: dict, cfg: model.ModelConfig, vocab=None, extra: dic
   `extra` is written as behemoth.json (where the weights came from).
   """
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  from data_gen.vocab import EOT, PAD  # pylint: disable=g-import-not-at-top
+  from data_gen.world.vocab import EOT, PAD  # pylint: disable=g-import-not-at-top
   d = pathlib.Path(directory)
   hf_config = to_hf_config(cfg, bos_id=EOT, eos_id=EOT, pad_id=PAD)
   (d / CONFIG_FILE).write_text(json.dumps(hf_config, indent=1) + "\n")

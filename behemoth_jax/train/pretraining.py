@@ -66,7 +66,7 @@ _GENERATOR_FLAG_FIELDS = {"subjects": "num_subjects", "relationships": "num_rela
 
 
 def _load_dataset_dir(path: str, option: str):
-  from data_gen import dataset  # pylint: disable=g-import-not-at-top
+  from data_gen.world import dataset  # pylint: disable=g-import-not-at-top
   d = pathlib.Path(path)
   _require(d.is_dir(), option, f"{d} is not a folder (one written by python -m data_gen.generate)")
   try:
@@ -81,10 +81,11 @@ def _load_dataset_dir(path: str, option: str):
 def load_dataset(config):
   """The training dataset (data.dir, else built from data.graph/data.corpus); checks data.corpus_dir too."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from data_gen import dataset, text
-  from data_gen.corpus import CorpusConfig
+  from data_gen.world import dataset
+  from data_gen import text
+  from data_gen.world.corpus import CorpusConfig
   from data_gen.common.errors import OptionError
-  from data_gen.graph import GraphConfig
+  from data_gen.world.graph import GraphConfig
   if config.data.dir:
     ds = _load_dataset_dir(config.data.dir, "data.dir")
   else:

@@ -97,9 +97,10 @@ def bench_corpus_binary(quick: bool, original_dir: str | None = None, runs: int 
 _STAGES = r"""
 import json, sys, time, pathlib, tempfile
 t0 = time.perf_counter()
-from data_gen import dataset, writer
-from data_gen.corpus import CorpusConfig
-from data_gen.graph import GraphConfig
+from data_gen.world import dataset
+from data_gen import writer
+from data_gen.world.corpus import CorpusConfig
+from data_gen.world.graph import GraphConfig
 t1 = time.perf_counter()
 shape = json.loads(sys.argv[1])
 ds = dataset.build(GraphConfig(num_subjects=shape["subjects"], num_relationships=shape["relationships"],
@@ -128,9 +129,10 @@ def bench_stages(quick: bool) -> dict:
 
 
 def bench_corpus_in_process(quick: bool) -> dict:
-  from data_gen import dataset, writer
-  from data_gen.corpus import CorpusConfig
-  from data_gen.graph import GraphConfig
+  from data_gen.world import dataset
+  from data_gen import writer
+  from data_gen.world.corpus import CorpusConfig
+  from data_gen.world.graph import GraphConfig
   repeats = 5 if quick else 50
   ds = dataset.build(GraphConfig(num_subjects=10_000, num_relationships=6, num_objects=100),
                      CorpusConfig(repeats=repeats), seed=0)
@@ -156,9 +158,9 @@ def bench_corpus_in_process(quick: bool) -> dict:
 
 def bench_sampler(quick: bool) -> dict:
   import jax
-  from data_gen import dataset
-  from data_gen.corpus import CorpusConfig
-  from data_gen.graph import GraphConfig
+  from data_gen.world import dataset
+  from data_gen.world.corpus import CorpusConfig
+  from data_gen.world.graph import GraphConfig
   ds = dataset.build(GraphConfig(num_subjects=10_000, num_relationships=6, num_objects=100),
                      CorpusConfig(repeats=500), seed=0)
   B, T = 64, 64

@@ -15,8 +15,8 @@ import time
 
 from data_gen.edit_files import write_edit_set
 from data_gen.edits import EditConfig, build_edit_set
-from data_gen.graph import GraphConfig, make_graph
-from data_gen.vocab import make_vocab
+from data_gen.world.graph import GraphConfig, make_graph
+from data_gen.world.vocab import make_vocab
 from experiments.benchmarks import harness
 
 GRAPH = GraphConfig(num_subjects=100_000, num_relationships=6, num_objects=400)

@@ -26,9 +26,9 @@ import numpy as np
 from behemoth_jax.evaluate import edit_metrics
 from behemoth_jax.edit import modes
 from behemoth_jax.model import model
-from data_gen import dataset as dataset_lib
-from data_gen.corpus import CorpusConfig
-from data_gen.graph import GraphConfig
+from data_gen.world import dataset as dataset_lib
+from data_gen.world.corpus import CorpusConfig
+from data_gen.world.graph import GraphConfig
 from experiments.benchmarks import harness
 
 CHUNK = 4096

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from data_gen import dataset
-from data_gen.corpus import CorpusConfig
+from data_gen.world import dataset
+from data_gen.world.corpus import CorpusConfig
 from data_gen.common.errors import OptionError
-from data_gen.graph import NONE, GraphConfig
-from data_gen.vocab import OO, QQ, RR, SS
+from data_gen.world.graph import NONE, GraphConfig
+from data_gen.world.vocab import OO, QQ, RR, SS
 
 from tests.data_helpers import Roles
 

@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from data_gen import corpus
-from data_gen.corpus import OBJECT_NESTED, SUBJECT_NESTED
+from data_gen.world import corpus
+from data_gen.world.corpus import OBJECT_NESTED, SUBJECT_NESTED
 from data_gen.edits import EVAL, REFUSED, TRAIN, EditConfig, build_edit_set, fact_vectors
 from data_gen.common.errors import OptionError
-from data_gen.graph import GraphConfig, make_graph
-from data_gen.templates import REFUSAL_ANSWER
-from data_gen.vocab import make_vocab
+from data_gen.world.graph import GraphConfig, make_graph
+from data_gen.world.templates import REFUSAL_ANSWER
+from data_gen.world.vocab import make_vocab
 
 S, R, O, N = 600, 3, 20, 4
 
@@ -362,8 +362,8 @@ def test_question_splits_of_never_asked_subjects_link_to_their_edit_as_their_spl
 
 
 def test_eval_inverted_form_probes_every_split_as_the_corpus_rso_probes_do():
-  from data_gen import dataset  # pylint: disable=g-import-not-at-top
-  from data_gen.corpus import CorpusConfig  # pylint: disable=g-import-not-at-top
+  from data_gen.world import dataset  # pylint: disable=g-import-not-at-top
+  from data_gen.world.corpus import CorpusConfig  # pylint: disable=g-import-not-at-top
   ds = dataset.build(GraphConfig(num_subjects=200, num_relationships=3, num_objects=12),
                      CorpusConfig(inversion_frac=0.3), seed=0)
   es = build_edit_set(ds.graph, EditConfig(num_ft_overrides=4, eval_inverted_form=True), 15)

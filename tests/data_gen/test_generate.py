@@ -11,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from data_gen import dataset, text, writer
-from data_gen.graph import NONE, GraphConfig
-from data_gen.vocab import QQ
+from data_gen.world import dataset
+from data_gen import text, writer
+from data_gen.world.graph import NONE, GraphConfig
+from data_gen.world.vocab import QQ
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMALL = ["--subjects=40", "--relationships=3", "--objects=8", "--repeats=3", "--shards=2"]

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from data_gen.common.errors import OptionError
-from data_gen.graph import NONE, GraphConfig, make_graph
+from data_gen.world.graph import NONE, GraphConfig, make_graph
 
 # Critical values of the chi-square distribution at p = 0.001 (a fixed seed makes the tests exact).
 CHI2_999 = {31: 61.1, 99: 148.2}

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from data_gen.graph import GraphConfig
-from data_gen.vocab import FIRST_CONTENT_ID, RESERVED, TWO_TOKEN_THRESHOLD, make_vocab
+from data_gen.world.graph import GraphConfig
+from data_gen.world.vocab import FIRST_CONTENT_ID, RESERVED, TWO_TOKEN_THRESHOLD, make_vocab
 
 
 @given(S=st.integers(1, 3_000_000), R=st.integers(1, 12), O=st.integers(2, 2500),
@@ -65,7 +65,7 @@ def test_grammar_words_carry_the_original_names():
 
 
 def test_layout_round_trip():
-  from data_gen.vocab import Vocab
+  from data_gen.world.vocab import Vocab
   vocab = make_vocab(GraphConfig(num_subjects=5000, num_relationships=3, num_objects=40, num_nested_objects=4))
   assert Vocab.from_layout(vocab.layout()) == vocab
   assert vocab.role_of(vocab.nested_objects(2).start) == "nested_objects/2"

@@ -382,7 +382,8 @@ def test_invalid_edit_options_leave_no_workdir(tiny_run, tmp_path, overrides, op
 
 
 def test_edit_set_from_another_dataset_is_refused(tiny_run, tmp_path):
-  from data_gen import dataset as dataset_lib, edit_files  # pylint: disable=g-import-not-at-top
+  from data_gen.world import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  from data_gen import edit_files  # pylint: disable=g-import-not-at-top
   _, _, ds = pretrained.load_pretrained(tiny_run)
   other = dataset_lib.build(ds.graph.config, ds.corpus, seed=ds.seed + 1)
   edit_files.write_edit_set(tmp_path / "es", build_edit_set(other.graph, EditConfig(num_ft_overrides=2), 0),

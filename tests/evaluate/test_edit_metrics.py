@@ -9,8 +9,8 @@ import pytest
 
 from behemoth_jax.model import deltas, model
 from behemoth_jax.evaluate import edit_metrics
-from data_gen.graph import GraphConfig
-from data_gen.vocab import make_vocab
+from data_gen.world.graph import GraphConfig
+from data_gen.world.vocab import make_vocab
 
 V = 23
 CFG = model.ModelConfig(vocab_size=V, num_layers=1, width=8, num_heads=2, max_len=16)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data_gen import dataset as dataset_lib
+from data_gen.world import dataset as dataset_lib
 from data_gen.edited_graph import edited_dataset, edited_facts
 from data_gen.edits import EditConfig, build_edit_set
 from behemoth_jax.train import pretraining

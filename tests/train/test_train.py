@@ -400,7 +400,7 @@ def test_trains_from_a_generated_dataset_and_its_text_corpus(tmp_path):
   resolved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert resolved["data"]["corpus_dir"] == str(data_dir)
   # The vocabulary comes from the generated dataset, not from the config's graph defaults.
-  from data_gen import dataset
+  from data_gen.world import dataset
   assert resolved["resolved"]["vocab_size"] == dataset.load(data_dir).vocab.size
   losses = [r["loss"] for r in metrics_log.read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
   assert len(losses) == 2 and all(np.isfinite(losses))

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from data_gen.graph import GraphConfig
+from data_gen.world.graph import GraphConfig
 
 RESERVED = ("<|endoftext|>", "<|padding|>", ".", "SS", "RR", "OO", "QQ", "AA")
 EOT, PAD, DOT, SS, RR, OO, QQ, AA = range(len(RESERVED))

@@ -19,7 +19,7 @@ import itertools
 import numpy as np
 
 from data_gen.common.errors import OptionError
-from data_gen.vocab import AA, OO, QQ, RR, SS, Vocab
+from data_gen.world.vocab import AA, OO, QQ, RR, SS, Vocab
 
 # Slot codes (negative so that they never collide with token ids). The fact vector of a sentence is
 # [head0, head1, rel, tail0, tail1] with -1 for an absent second token; code -1-k reads entry k.

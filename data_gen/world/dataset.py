@@ -17,12 +17,12 @@ import zipfile
 
 import numpy as np
 
-from data_gen import corpus as corpus_lib
-from data_gen.corpus import CorpusConfig, CorpusTables
-from data_gen.graph import NONE, FactGraph, GraphConfig, make_graph
-from data_gen.probes import ProbeSet, build_probes
-from data_gen.templates import HEAD2, SKIP, TAIL2
-from data_gen.vocab import Vocab, make_vocab
+from data_gen.world import corpus as corpus_lib
+from data_gen.world.corpus import CorpusConfig, CorpusTables
+from data_gen.world.graph import NONE, FactGraph, GraphConfig, make_graph
+from data_gen.world.probes import ProbeSet, build_probes
+from data_gen.world.templates import HEAD2, SKIP, TAIL2
+from data_gen.world.vocab import Vocab, make_vocab
 
 NATIVE_DIR = "native"
 NATIVE_ARRAYS = "graph.npz"

@@ -24,12 +24,11 @@ import dataclasses
 
 import numpy as np
 
-from data_gen import hashing
+from data_gen.world import hashing
 from data_gen.common.errors import check_fraction, check_positive, require
-from data_gen.graph import NONE, FactGraph
-from data_gen.templates import (FACT_WIDTH, FILLER, PRETRAINING_TEMPLATES, SKIP, TemplateArrays,
-                                make_template, template_arrays)
-from data_gen.vocab import DOT, EOT, PAD, Block, Vocab
+from data_gen.world.graph import NONE, FactGraph
+from data_gen.world.templates import FACT_WIDTH, FILLER, PRETRAINING_TEMPLATES, SKIP, TemplateArrays, make_template, template_arrays
+from data_gen.world.vocab import DOT, EOT, PAD, Block, Vocab
 
 # Fact kinds.
 SUBJECT_OBJECT, SUBJECT_NESTED, OBJECT_NESTED = 0, 1, 2
