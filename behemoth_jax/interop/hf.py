@@ -271,7 +271,7 @@ def save(directory, params: dict, cfg: model.ModelConfig, vocab=None, extra: dic
   # transformers refuses safetensors files whose metadata does not name a framework it knows.
   save_file(to_hf_state(params, cfg), str(d / WEIGHTS_FILE), metadata={"format": "pt"})
   if vocab is not None:
-    from data_gen import tokenizer  # pylint: disable=g-import-not-at-top
+    from data_gen.export import tokenizer  # pylint: disable=g-import-not-at-top
     tokenizer.write_tokenizer(d, vocab)
   if extra is not None:
     (d / "behemoth.json").write_text(json.dumps(extra, indent=1, sort_keys=True) + "\n")

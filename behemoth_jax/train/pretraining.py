@@ -82,7 +82,7 @@ def load_dataset(config):
   """The training dataset (data.dir, else built from data.graph/data.corpus); checks data.corpus_dir too."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   from data_gen.world import dataset
-  from data_gen import text
+  from data_gen.export import text
   from data_gen.world.corpus import CorpusConfig
   from data_gen.common.errors import OptionError
   from data_gen.world.graph import GraphConfig
@@ -193,7 +193,7 @@ def _resolved_config(config, cfg: model.ModelConfig, mesh) -> dict:
 
 def _sampler(config, ds, mesh):
   if config.data.corpus_dir:
-    from data_gen import text  # pylint: disable=g-import-not-at-top
+    from data_gen.export import text  # pylint: disable=g-import-not-at-top
     stream = text.read_token_stream(config.data.corpus_dir, ds.vocab)
     sample_fn = data.stream_sampler(stream, config.batch_size, config.seq_len)
   else:

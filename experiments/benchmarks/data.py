@@ -98,7 +98,7 @@ _STAGES = r"""
 import json, sys, time, pathlib, tempfile
 t0 = time.perf_counter()
 from data_gen.world import dataset
-from data_gen import writer
+from data_gen.export import writer
 from data_gen.world.corpus import CorpusConfig
 from data_gen.world.graph import GraphConfig
 t1 = time.perf_counter()
@@ -130,7 +130,7 @@ def bench_stages(quick: bool) -> dict:
 
 def bench_corpus_in_process(quick: bool) -> dict:
   from data_gen.world import dataset
-  from data_gen import writer
+  from data_gen.export import writer
   from data_gen.world.corpus import CorpusConfig
   from data_gen.world.graph import GraphConfig
   repeats = 5 if quick else 50

@@ -22,7 +22,7 @@ from behemoth_jax.evaluate import knowledge  # noqa: E402
 from behemoth_jax.interop import hf  # noqa: E402
 from behemoth_jax.train import pretraining  # noqa: E402
 from behemoth_jax.model import model  # noqa: E402
-from data_gen import text  # noqa: E402
+from data_gen.export import text  # noqa: E402
 from data_gen.common.errors import OptionError  # noqa: E402
 from experiments import export  # noqa: E402
 from experiments.configs import pretrain as pretrain_configs  # noqa: E402
