@@ -8,7 +8,7 @@ named by the options as the original named it (e.g. ftremapping_10overrides_250o
 ftremapping_single_subset0.5_1overrides_250overriderepeats_seed0; any non-default option of ours and the
 seed are appended). The folder appears only when complete; an invalid
 option prints one line `error: --option: ...` and exits 1 with nothing written. What each split holds:
-`data_gen/edits.py`; the file layout: `data_gen/edit_files.py`.
+`data_gen/edit_sets/edits.py`; the file layout: `data_gen/edit_sets/edit_files.py`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from absl import flags
 
 from data_gen.common import atomic, cli
 from data_gen.world import dataset
-from data_gen import edit_files
-from data_gen.edits import EditConfig, build_edit_set
+from data_gen.edit_sets import edit_files
+from data_gen.edit_sets.edits import EditConfig, build_edit_set
 from data_gen.common.errors import OptionError, require
 from data_gen.world.templates import FINETUNING_TEMPLATES
 

@@ -195,7 +195,7 @@ def kl_prompts(edit_set, dataset, heads, relationships) -> tuple[np.ndarray, np.
   """Per edit, the prompts of its subject's other facts (every other relationship, in the edit's training
   template): (tokens [F, R - 1, P], valid [F, R - 1]); one invalid dummy row when R = 1."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from data_gen.edit_files import EDIT_SPLIT_NAMES  # pylint: disable=g-import-not-at-top
+  from data_gen.edit_sets.edit_files import EDIT_SPLIT_NAMES  # pylint: disable=g-import-not-at-top
   split = next(s for s in edit_set.train if s.name in EDIT_SPLIT_NAMES)
   objects = dataset.graph.objects_SxR
   R = objects.shape[1]

@@ -93,7 +93,7 @@ def fact_prompts(dataset, template: str = "remapping", heads=None, relationships
   """Every fact of the graph (S x R subject-object facts), or the facts (heads, relationships), as its
   prompt in `template` (int32 [n, P]): the text up to where the answer is recalled."""
   from data_gen.world.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
-  from data_gen.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
+  from data_gen.edit_sets.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
   objects = np.asarray(dataset.graph.objects_SxR)
   S, R = objects.shape
   if heads is None:

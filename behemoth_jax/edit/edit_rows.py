@@ -15,8 +15,8 @@ import dataclasses
 
 import numpy as np
 
-from data_gen import edits as edits_lib
-from data_gen.edit_files import EDIT_SPLIT_NAMES
+from data_gen.edit_sets import edits as edits_lib
+from data_gen.edit_sets.edit_files import EDIT_SPLIT_NAMES
 
 PAD = 1  # the vocabulary's padding id
 LOSS_ON = ("answer", "sentence")
@@ -235,7 +235,7 @@ def linked_rows(split: EvalSplit, head, relationship, after, shared: int, seed: 
 def check_matches_graph(edit_set, graph) -> None:
   """ValueError unless every fact's pre-edit answer is the graph's: an edit set built from another
   dataset (other seed or options) fails here instead of silently editing facts the model never saw."""
-  from data_gen.edit_select import value_table  # pylint: disable=g-import-not-at-top
+  from data_gen.edit_sets.edit_select import value_table  # pylint: disable=g-import-not-at-top
   for s in edit_set.splits:
     if not len(s):
       continue

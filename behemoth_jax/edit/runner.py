@@ -34,8 +34,8 @@ from behemoth_jax.edit import closed_form, covariance, edit_rows, methods, modes
 from behemoth_jax.model import deltas
 from behemoth_jax.evaluate import edit_metrics, stats
 from data_gen.common import atomic, progress
-from data_gen.edit_files import load_edit_set
-from data_gen.edits import TEMPLATE_TAG, EditConfig, build_edit_set
+from data_gen.edit_sets.edit_files import load_edit_set
+from data_gen.edit_sets.edits import TEMPLATE_TAG, EditConfig, build_edit_set
 from data_gen.common.errors import OptionError
 
 CONFIG_FILE = "config.json"
@@ -465,7 +465,7 @@ def traced_layer(config, hp, params, cfg, edit_set, dataset):
   effect (tracing.pick_layer). A ValueError names --config.layer when nothing can be traced."""
   from behemoth_jax.edit import tracing  # pylint: disable=g-import-not-at-top
   from data_gen.world.corpus import OBJECT_NESTED  # pylint: disable=g-import-not-at-top
-  from data_gen.edits import EVAL  # pylint: disable=g-import-not-at-top
+  from data_gen.edit_sets.edits import EVAL  # pylint: disable=g-import-not-at-top
   L = cfg.num_layers
   _need(hp.span <= L, "span", f"must be in [1, {L}] (the model has {L} MLP layers), got {hp.span}")
   split = next((s for s in edit_set.eval if s.role == EVAL and s.name == "edited"), None)

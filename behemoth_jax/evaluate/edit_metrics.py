@@ -91,7 +91,7 @@ def value_candidates(vocab, kinds: np.ndarray, relationships: np.ndarray) -> tup
 
 def split_candidates(edit_set, dataset) -> dict:
   """{EvalSplit key: value_candidates of the split's facts} for every evaluation split of an edit set."""
-  from data_gen.edits import TEMPLATE_TAG  # pylint: disable=g-import-not-at-top
+  from data_gen.edit_sets.edits import TEMPLATE_TAG  # pylint: disable=g-import-not-at-top
   vocab = getattr(dataset, "vocab", dataset)
   return {f"{s.name}/{TEMPLATE_TAG[s.template]}": value_candidates(vocab, s.kind, s.relationship)
           for s in edit_set.eval}

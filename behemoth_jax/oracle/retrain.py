@@ -4,7 +4,7 @@
 experiments.oracle` calls; never reads flags):
   O/oracle.json      the options (a rerun with others is refused; the same ones resume; the compared run
                      is not one of them: one oracle serves every unlearned/edited run of its edit set)
-  O/data/            the edited dataset (data_gen.edited_graph: facts remapped or removed), native form
+  O/data/            the edited dataset (data_gen.edit_sets.edited_graph: facts remapped or removed), native form
   O/seed_<s>/        one pretraining work dir per training seed: W's pretraining config with data.dir = O/data
                      and seed = s (total_steps = `steps` when > 0), so it resumes like any pretraining run
   O/summary.json     the pretrained model W itself against the oracle (`before` = `after`: no edit), keyed
@@ -39,8 +39,8 @@ from behemoth_jax.edit import edit_rows, modes
 from behemoth_jax.train import pretrained
 from behemoth_jax.evaluate import edit_metrics, stats
 from data_gen.common import atomic
-from data_gen.edit_files import EDIT_SPLIT_NAMES, load_edit_set
-from data_gen.edited_graph import MODES, edited_dataset, edited_facts
+from data_gen.edit_sets.edit_files import EDIT_SPLIT_NAMES, load_edit_set
+from data_gen.edit_sets.edited_graph import MODES, edited_dataset, edited_facts
 
 ORACLE_FILE = "oracle.json"
 SUMMARY_FILE = "summary.json"

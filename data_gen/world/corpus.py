@@ -195,7 +195,7 @@ class CorpusTables:
   # writes whole sentences at once instead of appending columns (each append copies every row).
   ended_template: TemplateArrays
   # bool[S, R]: subject-object facts left out of the corpus (their sentences and questions are dropped,
-  # every other document is unchanged). The retrain oracle of forgetting (data_gen.edited_graph); None: all.
+  # every other document is unchanged). The retrain oracle of forgetting (data_gen.edit_sets.edited_graph); None: all.
   removed_SxR: np.ndarray | None = None
 
   @property

@@ -36,7 +36,7 @@ class Dataset:
   vocab: Vocab
   corpus: CorpusConfig
   seed: int
-  # bool[S, R] subject-object facts left out of the corpus (data_gen.edited_graph: the forgetting oracle).
+  # bool[S, R] subject-object facts left out of the corpus (data_gen.edit_sets.edited_graph: the forgetting oracle).
   removed_SxR: np.ndarray | None = None
 
   @functools.cached_property

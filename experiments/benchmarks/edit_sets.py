@@ -13,8 +13,8 @@ import sys
 import tempfile
 import time
 
-from data_gen.edit_files import write_edit_set
-from data_gen.edits import EditConfig, build_edit_set
+from data_gen.edit_sets.edit_files import write_edit_set
+from data_gen.edit_sets.edits import EditConfig, build_edit_set
 from data_gen.world.graph import GraphConfig, make_graph
 from data_gen.world.vocab import make_vocab
 from experiments.benchmarks import harness

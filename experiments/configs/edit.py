@@ -15,7 +15,7 @@ with --config.x=y, e.g. --config.mode=batch --config.rank=16 --config.targets=ml
 Defaults are tuned on the `small` pretraining config (experiments/configs/pretrain.py:small, 4 layers of
 width 128): each measured there (WORKSPACE.md, "Editing"), not taken from a paper, because learning rates
 and step counts depend on the model and the loss mask. The edit set's fields are the edit-set builder's
-(`data_gen.edits.EditConfig`, `python -m data_gen.make_edits --help`); its num_ft_overrides is num_edits.
+(`data_gen.edit_sets.edits.EditConfig`, `python -m data_gen.make_edits --help`); its num_ft_overrides is num_edits.
 """
 
 import ml_collections

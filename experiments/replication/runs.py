@@ -245,7 +245,7 @@ def _write_edit_set(config, pretrained_dir: pathlib.Path, out: pathlib.Path, see
   """A make_edits folder of config.num_edits facts as `method`'s config builds them (remapped; refusal: the
   same facts in the refusal form); the oracle reads edit sets from folders."""
   from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
-  from data_gen import edit_files  # pylint: disable=g-import-not-at-top
+  from data_gen.edit_sets import edit_files  # pylint: disable=g-import-not-at-top
   if (out / "edit_set.json").is_file():
     return out
   c = edit_config(config, Arm("forget", method), None, seed)

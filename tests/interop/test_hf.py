@@ -399,7 +399,7 @@ def test_binary_refuses_a_delta_from_another_model(tanh_model, tmp_path):
 def test_a_lora_edit_exported_with_its_delta_gives_the_edited_answer_in_transformers(tanh_model, tmp_path):
   from behemoth_jax.model import deltas
   from behemoth_jax.edit import edit_rows, methods, modes
-  from data_gen import edits
+  from data_gen.edit_sets import edits
   pretrain, unedited_out, params, cfg, dataset = tanh_model
   edit_set = edits.build_edit_set(dataset.graph, edits.EditConfig(num_ft_overrides=1), seed=0)
   hp = methods.EditHParams(method="lora", targets="mlp_down", rank=4, learning_rate=3e-2, steps=40)

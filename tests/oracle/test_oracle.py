@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from data_gen.world import dataset as dataset_lib
-from data_gen.edited_graph import edited_dataset, edited_facts
-from data_gen.edits import EditConfig, build_edit_set
+from data_gen.edit_sets.edited_graph import edited_dataset, edited_facts
+from data_gen.edit_sets.edits import EditConfig, build_edit_set
 from behemoth_jax.train import pretraining
 from experiments.configs import pretrain as pretrain_configs
 
@@ -75,7 +75,7 @@ def test_oracle_without_the_forgotten_facts_answers_them_at_chance_and_keeps_the
   """Tiny config (~1 min on 2 cores): pretrain, then retrain from scratch without 4 facts."""
   import json
   from behemoth_jax.oracle import retrain
-  from data_gen import edit_files
+  from data_gen.edit_sets import edit_files
   ds, es = tiny
   config = pretrain_configs.get_config("tiny")
   config.progress, config.total_steps, config.learning_rate = False, 300, 1e-2
@@ -151,7 +151,7 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   import json
   from behemoth_jax.edit import runner
   from behemoth_jax.oracle import retrain
-  from data_gen import edit_files
+  from data_gen.edit_sets import edit_files
   from experiments.configs import edit as edit_configs
   from behemoth_jax.train import pretrained
   ds = pretraining.load_dataset(pretrained.read_config(tiny_run))

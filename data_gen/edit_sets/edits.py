@@ -3,7 +3,7 @@
 A pure function of (fact graph, `EditConfig`, seed); no model. `build_edit_set` returns an `EditSet`: a
 tuple of `EditSplit`s, each an array of facts (head, relationship, tail before the edit, tail after the
 edit, repeat weight) of one fact kind, trained or probed in one template. `EditSplit.tokens` renders the
-rectangular (prompt, answer) arrays; `data_gen.edit_files` writes the original's folder layout.
+rectangular (prompt, answer) arrays; `data_gen.edit_sets.edit_files` writes the original's folder layout.
 
 Modes (option names are the original's, see `python -m data_gen.make_edits --help`):
 
@@ -61,7 +61,7 @@ import math
 
 import numpy as np
 
-from data_gen import edit_select as sel
+from data_gen.edit_sets import edit_select as sel
 from data_gen.world.corpus import KIND_NAMES, OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, spell_facts
 from data_gen.common.errors import OptionError, check_fraction, check_positive, require
 from data_gen.world.graph import FactGraph
