@@ -20,10 +20,10 @@ from absl import flags
 import numpy as np
 
 from data_gen.common import atomic, cli
-from data_gen.world import dataset
-from data_gen.export import writer
-from data_gen.world.corpus import CorpusConfig
 from data_gen.common.errors import OptionError, check_positive, require
+from data_gen.export import writer
+from data_gen.world import dataset
+from data_gen.world.corpus import CorpusConfig
 from data_gen.world.graph import GraphConfig, make_graph
 from data_gen.world.templates import PRETRAINING_TEMPLATES
 

@@ -20,10 +20,10 @@ import time
 from absl import flags
 
 from data_gen.common import atomic, cli
-from data_gen.world import dataset
+from data_gen.common.errors import OptionError, require
 from data_gen.edit_sets import edit_files
 from data_gen.edit_sets.edits import EditConfig, build_edit_set
-from data_gen.common.errors import OptionError, require
+from data_gen.world import dataset
 from data_gen.world.templates import FINETUNING_TEMPLATES
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder written by `python -m data_gen.generate`.")

@@ -4,7 +4,7 @@ r"""Runs one of the paper's experiments (or one beyond it) and writes its result
 
 An experiment is a set of arms (a method with its options: a LoRA rank, fine-tuned blocks, an edited
 layer, ...), each run over the config's pretraining seeds and edit seeds through the same binaries'
-libraries a researcher would call (`trainer.run`, `edit_runner.run`, `oracle.run`). Writes:
+libraries a researcher would call (`pretraining.run`, `runner.run`, `retrain.run`). Writes:
   OUTPUT/pretrain/<config name>_<hash>_s<seed>/   pretraining work dirs, shared by every experiment with
                                                   the same pretraining config (and resumed)
   OUTPUT/<experiment>/tune/<arm>/lr<lr>/          learning-rate tuning runs (held-out edit set)
@@ -48,7 +48,7 @@ def main(argv):
   jax.config.update("jax_compilation_cache_dir", str(root.absolute() / ".jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  from experiments.replication import runs, results  # pylint: disable=g-import-not-at-top
+  from experiments.replication import results, runs  # pylint: disable=g-import-not-at-top
   out = config_cli.run_work(lambda: runs.run_experiment(config, root),
                             lambda: f"{root / config.experiment} keeps every finished run; the same command "
                                     "resumes")

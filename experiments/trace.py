@@ -47,8 +47,8 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from behemoth_jax.edit import runner, tracing  # pylint: disable=g-import-not-at-top
   from data_gen.common import atomic  # pylint: disable=g-import-not-at-top
-  from data_gen.world.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
   from data_gen.edit_sets.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
+  from data_gen.world.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
   try:
     params, cfg, ds = runner.load_pretrained_checked(_PRETRAINED.value)
   except ValueError as e:

@@ -50,7 +50,8 @@ ORC = ["--pretrained={empty}", "--edits={edits}", "--workdir={out}"]
 
 # Exit status of an invalid option, where it is not 1 (the config-driven binaries and the argv-parsed suites).
 EXIT = {PRE: {2}, EDIT: {2}, TRACE: {2}, ORACLE: {2}, REPORT: {2}, PAPER: {2},
-        **{f"experiments.benchmarks.{m}": {2} for m in ("train", "edit_sets", "editing", "evaluation", "closed_form")}}
+        **{f"experiments.benchmarks.{m}": {2}
+           for m in ("train", "edit_sets", "editing", "evaluation", "closed_form")}}
 
 ROWS = [
     # --- data_gen.generate ---

@@ -92,8 +92,8 @@ def corpus_covariance(params, cfg: model.ModelConfig, dataset, layers, chunk: in
 def fact_prompts(dataset, template: str = "remapping", heads=None, relationships=None) -> np.ndarray:
   """Every fact of the graph (S x R subject-object facts), or the facts (heads, relationships), as its
   prompt in `template` (int32 [n, P]): the text up to where the answer is recalled."""
-  from data_gen.world.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
   from data_gen.edit_sets.edits import EVAL, EditSplit  # pylint: disable=g-import-not-at-top
+  from data_gen.world.corpus import SUBJECT_OBJECT  # pylint: disable=g-import-not-at-top
   objects = np.asarray(dataset.graph.objects_SxR)
   S, R = objects.shape
   if heads is None:

@@ -2,7 +2,7 @@
 
 `train_delta(frozen, batch, key, hp, cfg, paths)` -> (delta, losses[steps]): an optax optimizer over the
 delta only (the frozen weights get no gradient), all steps inside one `lax.scan`. vmap it over edits for
-independent single-fact edits (`editing.py`).
+independent single-fact edits (`modes.py`).
 
 Methods (`hp.method`):
 - ft: fine-tune the target parameters (a dense delta), mean NLL of the edit rows.
@@ -17,7 +17,7 @@ Every method adds `hp.retain_weight` x the mean NLL of the retain rows (the buil
 with_same_rel and reg_data splits). ga, graddiff, npo and refusal train a dense delta, or LoRA factors
 when hp.rank > 0.
 
-A batch (from `edit_data.Rows` plus flags): inputs [N, L], positions/targets/mask [N, K], is_edit [N] bool,
+A batch (from `edit_rows.Rows` plus flags): inputs [N, L], positions/targets/mask [N, K], is_edit [N] bool,
 weight [N] (relative weight of a row in its term), optionally ref_logp [N] (NPO) and residual [N, L, D]
 (the frozen residual stream entering the first edited layer: nothing below it is recomputed).
 """
@@ -55,7 +55,7 @@ class EditHParams:
   b2: float = 0.999
   batch_size: int = 32  # rows per step in batch mode (independent edits train on all their rows)
   # Closed-form methods (closed_form.py). layer: the edited MLP (memit/alphaedit: the last of `span`
-  # layers); -1 = traced: the edit binary picks it by causal tracing (edit_runner.traced_layer); a caller
+  # layers); -1 = traced: the edit binary picks it by causal tracing (runner.traced_layer); a caller
   # that does not trace gets the middle layer (L - 1) // 2.
   layer: int = -1
   span: int = 1

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from behemoth_jax.model import deltas, model
 from behemoth_jax.edit import edit_rows, methods
 from behemoth_jax.evaluate import edit_metrics
+from behemoth_jax.model import deltas, model
 
 FACTS_AXIS = "facts"
 

@@ -1,7 +1,7 @@
 """One edit run in a work dir: what `python -m experiments.edit` calls (never reads flags).
 
 `run(config, pretrained_dir, workdir)` checks every option, loads the pretrained model and the edit set,
-runs the configured mode (`editing.py`) and writes:
+runs the configured mode (`modes.py`) and writes:
   W/config.json      the resolved config (a rerun with another config is refused)
   W/deltas/          orbax deltas: independent mode one per chunk (leading axis = edits of the chunk),
                      batch mode `batch/` (plus W/checkpoints/ of the loop), sequential mode `composed/`
@@ -18,7 +18,6 @@ checkpoint; results.jsonl and summary.json appear only when everything is measur
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -29,14 +28,14 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from behemoth_jax.train import checkpoint, loop, metrics_log, pretrained
 from behemoth_jax.edit import closed_form, covariance, edit_rows, methods, modes
-from behemoth_jax.model import deltas
 from behemoth_jax.evaluate import edit_metrics, stats
-from data_gen.common import atomic, progress
+from behemoth_jax.model import deltas
+from behemoth_jax.train import checkpoint, loop, metrics_log, pretrained
+from data_gen.common import atomic, digest, progress
+from data_gen.common.errors import OptionError
 from data_gen.edit_sets.edit_files import load_edit_set
 from data_gen.edit_sets.edits import TEMPLATE_TAG, EditConfig, build_edit_set
-from data_gen.common.errors import OptionError
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.jsonl"
@@ -464,8 +463,8 @@ def traced_layer(config, hp, params, cfg, edit_set, dataset):
   the edited layer is the last of the `span` consecutive MLPs with the largest summed mean indirect
   effect (tracing.pick_layer). A ValueError names --config.layer when nothing can be traced."""
   from behemoth_jax.edit import tracing  # pylint: disable=g-import-not-at-top
-  from data_gen.world.corpus import OBJECT_NESTED  # pylint: disable=g-import-not-at-top
   from data_gen.edit_sets.edits import EVAL  # pylint: disable=g-import-not-at-top
+  from data_gen.world.corpus import OBJECT_NESTED  # pylint: disable=g-import-not-at-top
   L = cfg.num_layers
   _need(hp.span <= L, "span", f"must be in [1, {L}] (the model has {L} MLP layers), got {hp.span}")
   split = next((s for s in edit_set.eval if s.role == EVAL and s.name == "edited"), None)
@@ -534,11 +533,12 @@ def run(config, pretrained_dir, workdir) -> dict:
              else _MODES[config.mode])
   rows, summary, info = mode_fn(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead,
                                             **extra)
-  info.update(mode=config.mode, method=hp.method, targets=hp.targets, paths=paths, rank=1 if hp.method in methods.CLOSED_FORM else hp.rank if hp.low_rank else None,
+  info.update(mode=config.mode, method=hp.method, targets=hp.targets, paths=paths,
+              rank=1 if hp.method in methods.CLOSED_FORM else hp.rank if hp.low_rank else None,
               wall_s=time.perf_counter() - t0, backend=jax.default_backend(), traced=trace,
               device=jax.devices()[0].device_kind, num_devices=len(jax.devices()))
   # Every row names its run: the resolved config's hash and the seeds (edit selection, method).
-  run_id = {"config_hash": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
+  run_id = {"config_hash": digest.json_digest(resolved, 16),
             "seed": config.seed, "edit_set_seed": config.edit_set_seed}
   rows = [{**r, **run_id} for r in rows]
   if lead:

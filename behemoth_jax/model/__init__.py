@@ -3,5 +3,6 @@ Also what acts on it directly: weight deltas keyed by parameter path, the losses
 Imports nothing else of behemoth_jax.
 
 Entry points: model.ModelConfig, model.init_params, model.apply / model.forward, model.param_paths;
-deltas.resolve_targets / deltas.merge / deltas.save / deltas.load; losses.lm_loss; flops.measure_matmul_peak, flops.mfu.
+deltas.resolve_targets / deltas.merge / deltas.save / deltas.load; losses.lm_loss;
+flops.measure_matmul_peak, flops.mfu.
 """

@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax.model import deltas, model
 from behemoth_jax.edit import edit_rows, modes
-from behemoth_jax.train import pretrained
 from behemoth_jax.evaluate import edit_metrics, stats
+from behemoth_jax.model import deltas, model
+from behemoth_jax.train import pretrained
 from data_gen.common import atomic
 from data_gen.edit_sets.edit_files import EDIT_SPLIT_NAMES, load_edit_set
 from data_gen.edit_sets.edited_graph import MODES, edited_dataset, edited_facts
@@ -89,7 +89,7 @@ def _check_compared_run(u: pathlib.Path, pretrained_dir: pathlib.Path, ds, edit_
 
 def summary_keys(evals) -> dict:
   """EvalSplit.key -> the editing engine's summary key: the split's name in the first template it is
-  measured in, `<name>/<template>` in any other (edit_runner keys its summary.json so)."""
+  measured in, `<name>/<template>` in any other (edit/runner.py keys its summary.json so)."""
   primary, out = {}, {}
   for s in evals:
     first = primary.setdefault(s.name, s.key)

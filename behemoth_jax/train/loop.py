@@ -3,7 +3,7 @@
 `run_loop` owns what every run needs and nothing model-specific: a jitted `step(state, batch)`, batches as
 a pure function of the step, one JSON line of metrics per logging step, periodic evaluation, orbax
 checkpoints, resume from the latest one, and a stop on a non-finite loss. The caller builds the state,
-the step function and the evaluation (see `trainer.py` for pretraining, `edit_runner.py` for fine-tuning).
+the step function and the evaluation (see `pretraining.py` for pretraining, `edit/runner.py` for fine-tuning).
 
 A step's metrics are checked one step late, so the device queue stays full; the loop never saves or
 evaluates past an unchecked step.

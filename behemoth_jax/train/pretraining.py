@@ -16,9 +16,9 @@ import time
 import jax
 import numpy as np
 
-from behemoth_jax.train import checkpoint, data, loop, metrics_log, optim, train_step
 from behemoth_jax.evaluate import knowledge
 from behemoth_jax.model import flops, model
+from behemoth_jax.train import checkpoint, data, loop, metrics_log, optim, train_step
 from data_gen.common import atomic
 
 CONFIG_FILE = "config.json"
@@ -81,10 +81,10 @@ def _load_dataset_dir(path: str, option: str):
 def load_dataset(config):
   """The training dataset (data.dir, else built from data.graph/data.corpus); checks data.corpus_dir too."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from data_gen.world import dataset
-  from data_gen.export import text
-  from data_gen.world.corpus import CorpusConfig
   from data_gen.common.errors import OptionError
+  from data_gen.export import text
+  from data_gen.world import dataset
+  from data_gen.world.corpus import CorpusConfig
   from data_gen.world.graph import GraphConfig
   if config.data.dir:
     ds = _load_dataset_dir(config.data.dir, "data.dir")

@@ -38,11 +38,11 @@ import pathlib
 import numpy as np
 
 from data_gen.edit_sets import edits as edits_lib
-from data_gen.world.corpus import KIND_NAMES, OBJECT_NESTED
 from data_gen.edit_sets.edits import EVAL, REFUSED, TRAIN, EditConfig, EditSet, EditSplit, fact_vectors
+from data_gen.export.text import WordTable, spell_token_fields, write_probe_file
+from data_gen.world.corpus import KIND_NAMES, OBJECT_NESTED
 from data_gen.world.probes import render_probe_tokens
 from data_gen.world.templates import make_template
-from data_gen.export.text import WordTable, spell_token_fields, write_probe_file
 from data_gen.world.vocab import DOT, EOT, Vocab
 
 FINETUNING_DIR = "finetuning_data"

@@ -17,10 +17,10 @@ import dataclasses
 
 import numpy as np
 
-from data_gen.world.corpus import SUBJECT_OBJECT
-from data_gen.world.dataset import Dataset
 from data_gen.edit_sets.edit_files import EDIT_SPLIT_NAMES
 from data_gen.edit_sets.edits import REFUSED
+from data_gen.world.corpus import SUBJECT_OBJECT
+from data_gen.world.dataset import Dataset
 from data_gen.world.graph import NONE
 
 MODES = ("remap", "remove")

@@ -61,9 +61,9 @@ import math
 
 import numpy as np
 
+from data_gen.common.errors import OptionError, check_fraction, check_positive, require
 from data_gen.edit_sets import edit_select as sel
 from data_gen.world.corpus import KIND_NAMES, OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, spell_facts
-from data_gen.common.errors import OptionError, check_fraction, check_positive, require
 from data_gen.world.graph import FactGraph
 from data_gen.world.probes import render_probe_tokens
 from data_gen.world.templates import FINETUNING_TEMPLATES, make_template

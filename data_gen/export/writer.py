@@ -35,14 +35,15 @@ import re
 
 import numpy as np
 
+from data_gen.common.progress import Progress
+from data_gen.export.text import (DATA_DIR, WordTable, shard_name, spell_int_rows, spell_token_fields,
+                                  write_probe_file)
+from data_gen.export.tokenizer import write_tokenizer
 from data_gen.world import corpus as corpus_lib
 from data_gen.world.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT
 from data_gen.world.dataset import Dataset
 from data_gen.world.graph import NONE, FactGraph, GraphConfig
 from data_gen.world.probes import ProbeSet
-from data_gen.common.progress import Progress
-from data_gen.export.text import DATA_DIR, WordTable, shard_name, spell_int_rows, spell_token_fields, write_probe_file
-from data_gen.export.tokenizer import write_tokenizer
 from data_gen.world.vocab import RESERVED, Vocab
 
 VALIDATIONS_DIR, QUESTIONS_DIR, METADATA_DIR = "validations", "questions", "metadata"

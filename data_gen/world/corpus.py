@@ -24,10 +24,11 @@ import dataclasses
 
 import numpy as np
 
-from data_gen.world import hashing
 from data_gen.common.errors import check_fraction, check_positive, require
+from data_gen.world import hashing
 from data_gen.world.graph import NONE, FactGraph
-from data_gen.world.templates import FACT_WIDTH, FILLER, PRETRAINING_TEMPLATES, SKIP, TemplateArrays, make_template, template_arrays
+from data_gen.world.templates import (FACT_WIDTH, FILLER, PRETRAINING_TEMPLATES, SKIP, TemplateArrays,
+                                      make_template, template_arrays)
 from data_gen.world.vocab import DOT, EOT, PAD, Block, Vocab
 
 # Fact kinds.

@@ -13,7 +13,8 @@ import zlib
 import numpy as np
 
 from data_gen.world import hashing
-from data_gen.world.corpus import OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, CorpusTables, fact_tokens, render_sentences
+from data_gen.world.corpus import (OBJECT_NESTED, SUBJECT_NESTED, SUBJECT_OBJECT, CorpusTables, fact_tokens,
+                                   render_sentences)
 from data_gen.world.graph import NONE
 from data_gen.world.templates import FILLER, ProbeForm, Template, make_template, template_arrays
 

@@ -5,7 +5,7 @@ r"""Closed-form edit speed (issue 10): rank-one edits per second, and one least-
 
 - `edit/rome_vmapped`: independent rank-one edits (closed_form.make_rome_trainer: the value vector's Adam
   steps with the KL term, then the rank-one factors) vmapped over the edits of one jitted program, on the
-  LoRA workload's model shape (width 128, 4 layers, vocab 2432; bench_editing.WORKLOAD), 20 value steps, one
+  LoRA workload's model shape (width 128, 4 layers, vocab 2432; editing.WORKLOAD), 20 value steps, one
   edit row of 12 tokens and 5 KL prompts of 11 tokens per edit, layer 2, key at the last prompt token.
   Same-run reference: a Python loop of the jitted single edit. Medians of `repeats` timed runs after a
   compile run.
@@ -95,8 +95,8 @@ def measure_memit(w: dict, repeats: int) -> dict:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from behemoth_jax.edit import closed_form, covariance, methods  # pylint: disable=g-import-not-at-top
-  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from behemoth_jax.model import model  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
   from experiments.configs import pretrain as pretrain_configs  # pylint: disable=g-import-not-at-top
 
   config = pretrain_configs.get_config(w["pretrain_config"])

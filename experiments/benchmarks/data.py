@@ -124,13 +124,14 @@ def bench_stages(quick: bool) -> dict:
   start_s = _timed([sys.executable, "-c", "pass"], ROOT)[0]
   wall, cpu, stdout = _timed([sys.executable, "-c", _STAGES, json.dumps(shape)], ROOT)
   stages = {k: round(v, 3) for k, v in json.loads(stdout).items()}
-  return {"name": "data/generate_stages", "cpu": harness.cpu_model(), "shape": shape, "interpreter_start_s": round(start_s, 3),
-          **stages, "process_wall_s": round(wall, 3), "process_cpu_s": round(cpu, 3)}
+  return {"name": "data/generate_stages", "cpu": harness.cpu_model(), "shape": shape,
+          "interpreter_start_s": round(start_s, 3), **stages, "process_wall_s": round(wall, 3),
+          "process_cpu_s": round(cpu, 3)}
 
 
 def bench_corpus_in_process(quick: bool) -> dict:
-  from data_gen.world import dataset
   from data_gen.export import writer
+  from data_gen.world import dataset
   from data_gen.world.corpus import CorpusConfig
   from data_gen.world.graph import GraphConfig
   repeats = 5 if quick else 50

@@ -61,8 +61,8 @@ def measure(w: dict, repeats: int, loop_edits: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
 
-  from behemoth_jax.model import deltas, flops, losses, model  # pylint: disable=g-import-not-at-top
   from behemoth_jax.edit import methods, modes  # pylint: disable=g-import-not-at-top
+  from behemoth_jax.model import deltas, flops, losses, model  # pylint: disable=g-import-not-at-top
 
   cfg = model.ModelConfig(vocab_size=w["vocab"], num_layers=w["layers"], width=w["width"],
                           num_heads=w["heads"], max_len=64)

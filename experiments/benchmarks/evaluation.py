@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from behemoth_jax.evaluate import edit_metrics
 from behemoth_jax.edit import modes
+from behemoth_jax.evaluate import edit_metrics
 from behemoth_jax.model import model
 from data_gen.world import dataset as dataset_lib
 from data_gen.world.corpus import CorpusConfig

@@ -20,8 +20,8 @@ def size_for_backend(backend: str, override: str | None = None) -> str:
 
 def run(size: str, output: str | pathlib.Path, experiments=("rank",)) -> pathlib.Path:
   """Runs (or resumes) `experiments` at `size` under `output`; returns the assembled report's path."""
-  from experiments.replication import runs, results  # pylint: disable=g-import-not-at-top
   from experiments.configs import paper  # pylint: disable=g-import-not-at-top
+  from experiments.replication import results, runs  # pylint: disable=g-import-not-at-top
   root = pathlib.Path(output)
   for name in experiments:
     runs.run_experiment(paper.get_config(f"{name},{size}"), root)

@@ -3,14 +3,13 @@
 An `Arm` is one method with its options; `arms(config, ...)` lists an experiment's arms; `run_experiment`
 pretrains what is missing, tunes learning rates on a held-out edit set, runs every arm over the seeds,
 pools them and writes the results (experiments/replication/results.py). Pure orchestration over the libraries
-the binaries use: every number comes from `edit_runner.run` / `oracle.run` work dirs that a researcher
+the binaries use: every number comes from `edit.runner.run` / `oracle.retrain.run` work dirs that a researcher
 can open and rerun on their own.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import pathlib
@@ -23,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from behemoth_jax.evaluate import pooling
-from data_gen.common import atomic
+from data_gen.common import atomic, digest
 
 TUNE_SCORE = ("edited", "reg_data")  # lr tuning: mean exact match of the edit and of unrelated facts
 
@@ -69,7 +68,7 @@ def pretrain_config(config, overrides: dict, seed: int):
 
 
 def _hash(obj) -> str:
-  return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+  return digest.json_digest(obj, 12, default=str)
 
 
 def _steps_for_exposures(c, exposures: float) -> int:
@@ -195,7 +194,7 @@ def edit_config(config, arm: Arm, lr: float | None, edit_seed: int, num_edits: i
 
 
 def _edit(c, pretrained_dir, workdir, ran: list) -> dict:
-  """edit_runner.run; `ran` collects the work dirs run now (not read back finished)."""
+  """runner.run; `ran` collects the work dirs run now (not read back finished)."""
   from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   done = pathlib.Path(workdir) / "summary.json"
   if done.is_file():  # finished: read back, if it was run with these options
@@ -291,8 +290,7 @@ def _ints(values, field: str, low: int) -> None:
 
 def validate(config, root: pathlib.Path) -> None:
   """Every option, before anything is written."""
-  from experiments.configs import edit as edit_configs  # pylint: disable=g-import-not-at-top
-  from experiments.configs import paper  # pylint: disable=g-import-not-at-top
+  from experiments.configs import edit as edit_configs, paper  # pylint: disable=g-import-not-at-top
   _need(config.experiment in paper.EXPERIMENTS, "experiment", f"must be one of {', '.join(paper.EXPERIMENTS)}")
   _need(config.size in paper.SIZES, "size", f"must be one of {', '.join(paper.SIZES)}, got {config.size!r}")
   _ints(tuple(config.seeds), "seeds", 0)
@@ -330,9 +328,9 @@ def validate(config, root: pathlib.Path) -> None:
 
 def run_experiment(config, root: pathlib.Path) -> pathlib.Path:
   """Runs (or resumes) config.experiment under root; returns its folder."""
-  from experiments.replication import results  # pylint: disable=g-import-not-at-top
   from behemoth_jax.edit import runner  # pylint: disable=g-import-not-at-top
   from behemoth_jax.train import pretraining  # pylint: disable=g-import-not-at-top
+  from experiments.replication import results  # pylint: disable=g-import-not-at-top
   validate(config, root)
   variants = pretrain_variants(config)
   # Every pretraining and edit config is checked before the first thing is written.

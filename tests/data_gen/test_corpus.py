@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from data_gen.common.errors import OptionError
 from data_gen.world import dataset
 from data_gen.world.corpus import CorpusConfig
-from data_gen.common.errors import OptionError
 from data_gen.world.graph import NONE, GraphConfig
 from data_gen.world.vocab import OO, QQ, RR, SS
 

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
+from data_gen.common.errors import OptionError
+from data_gen.edit_sets.edits import EVAL, REFUSED, TRAIN, EditConfig, build_edit_set, fact_vectors
 from data_gen.world import corpus
 from data_gen.world.corpus import OBJECT_NESTED, SUBJECT_NESTED
-from data_gen.edit_sets.edits import EVAL, REFUSED, TRAIN, EditConfig, build_edit_set, fact_vectors
-from data_gen.common.errors import OptionError
 from data_gen.world.graph import GraphConfig, make_graph
 from data_gen.world.templates import REFUSAL_ANSWER
 from data_gen.world.vocab import make_vocab

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from data_gen.world import dataset
 from data_gen.export import text, writer
+from data_gen.world import dataset
 from data_gen.world.graph import NONE, GraphConfig
 from data_gen.world.vocab import QQ
 

@@ -12,12 +12,12 @@ import sys
 import numpy as np
 import pytest
 
-from data_gen.world import dataset
 from data_gen.edit_sets import edit_files
-from data_gen.world.corpus import CorpusConfig
 from data_gen.edit_sets.edits import EVAL, TRAIN, EditConfig, build_edit_set
-from data_gen.world.graph import GraphConfig
 from data_gen.export.text import WordTable, read_probe_file
+from data_gen.world import dataset
+from data_gen.world.corpus import CorpusConfig
+from data_gen.world.graph import GraphConfig
 from data_gen.world.vocab import AA, OO, QQ
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ import pytest
 from data_gen.world import dataset
 from data_gen.world.corpus import CorpusConfig
 from data_gen.world.graph import GraphConfig
-from data_gen.world.templates import ALL_TEMPLATES, REFUSAL_ANSWER, make_template
 from data_gen.world.probes import render_probe_tokens
+from data_gen.world.templates import ALL_TEMPLATES, REFUSAL_ANSWER, make_template
 from data_gen.world.vocab import AA, OO, QQ, SS
 
 from tests.data_helpers import Roles

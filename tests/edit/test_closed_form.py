@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from behemoth_jax.edit import closed_form, covariance, runner
-from behemoth_jax.train import pretrained, pretraining
 from behemoth_jax.model import deltas, model
-from experiments.configs import edit as edit_configs
-from experiments.configs import pretrain as pretrain_configs
+from behemoth_jax.train import pretrained, pretraining
+from experiments.configs import edit as edit_configs, pretrain as pretrain_configs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax.model import deltas, model
-from behemoth_jax.edit import edit_rows, methods, runner, modes
-from behemoth_jax.train import pretrained
+from behemoth_jax.edit import edit_rows, methods, modes, runner
 from behemoth_jax.evaluate import edit_metrics
+from behemoth_jax.model import deltas, model
+from behemoth_jax.train import pretrained
 from data_gen.edit_sets.edits import EditConfig, build_edit_set
 from experiments.configs import edit as edit_configs
 
@@ -382,8 +382,8 @@ def test_invalid_edit_options_leave_no_workdir(tiny_run, tmp_path, overrides, op
 
 
 def test_edit_set_from_another_dataset_is_refused(tiny_run, tmp_path):
-  from data_gen.world import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
   from data_gen.edit_sets import edit_files  # pylint: disable=g-import-not-at-top
+  from data_gen.world import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
   _, _, ds = pretrained.load_pretrained(tiny_run)
   other = dataset_lib.build(ds.graph.config, ds.corpus, seed=ds.seed + 1)
   edit_files.write_edit_set(tmp_path / "es", build_edit_set(other.graph, EditConfig(num_ft_overrides=2), 0),

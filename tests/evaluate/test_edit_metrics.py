@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax.model import deltas, model
 from behemoth_jax.evaluate import edit_metrics
+from behemoth_jax.model import deltas, model
 from data_gen.world.graph import GraphConfig
 from data_gen.world.vocab import make_vocab
 

@@ -39,7 +39,7 @@ def test_bench_train_quick_reports_the_litgpt_shape():
 @pytest.mark.slow
 def test_bench_edit_suite_closed_form_rows_quick():
   """The edit suite's closed-form rows (rank-one edits/s vmapped, one least-squares edit with its covariance)
-  as the suite module prints them (the LoRA row is bench_editing.measure, measured the same way)."""
+  as the suite module prints them (the LoRA row is benchmarks.editing.measure, measured the same way)."""
   proc = subprocess.run([sys.executable, "-m", "experiments.benchmarks.closed_form", "--quick"], cwd=ROOT,
                         capture_output=True, text=True, timeout=900, env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert proc.returncode == 0, proc.stderr

@@ -6,8 +6,8 @@ import pathlib
 
 import pytest
 
-from experiments.replication import runs, results
 from experiments.configs import paper as paper_configs
+from experiments.replication import results, runs
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ import pytest  # noqa: E402
 
 from behemoth_jax.evaluate import knowledge  # noqa: E402
 from behemoth_jax.interop import hf  # noqa: E402
-from behemoth_jax.train import pretraining  # noqa: E402
 from behemoth_jax.model import model  # noqa: E402
-from data_gen.export import text  # noqa: E402
+from behemoth_jax.train import pretraining  # noqa: E402
 from data_gen.common.errors import OptionError  # noqa: E402
+from data_gen.export import text  # noqa: E402
 from experiments import export  # noqa: E402
 from experiments.configs import pretrain as pretrain_configs  # noqa: E402
 
@@ -397,8 +397,8 @@ def test_binary_refuses_a_delta_from_another_model(tanh_model, tmp_path):
 
 
 def test_a_lora_edit_exported_with_its_delta_gives_the_edited_answer_in_transformers(tanh_model, tmp_path):
-  from behemoth_jax.model import deltas
   from behemoth_jax.edit import edit_rows, methods, modes
+  from behemoth_jax.model import deltas
   from data_gen.edit_sets import edits
   pretrain, unedited_out, params, cfg, dataset = tanh_model
   edit_set = edits.build_edit_set(dataset.graph, edits.EditConfig(num_ft_overrides=1), seed=0)

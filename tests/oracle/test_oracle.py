@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from data_gen.world import dataset as dataset_lib
+from behemoth_jax.train import pretraining
 from data_gen.edit_sets.edited_graph import edited_dataset, edited_facts
 from data_gen.edit_sets.edits import EditConfig, build_edit_set
-from behemoth_jax.train import pretraining
+from data_gen.world import dataset as dataset_lib
 from experiments.configs import pretrain as pretrain_configs
 
 
@@ -151,9 +151,9 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   import json
   from behemoth_jax.edit import runner
   from behemoth_jax.oracle import retrain
+  from behemoth_jax.train import pretrained
   from data_gen.edit_sets import edit_files
   from experiments.configs import edit as edit_configs
-  from behemoth_jax.train import pretrained
   ds = pretraining.load_dataset(pretrained.read_config(tiny_run))
   es = build_edit_set(ds.graph, EditConfig(num_ft_overrides=4), seed=0)
   edit_files.write_edit_set(tmp_path / "e", es, ds.vocab)

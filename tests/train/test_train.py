@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from behemoth_jax.train import checkpoint, data, metrics_log, optim, train_step, pretraining
 from behemoth_jax.evaluate import knowledge
 from behemoth_jax.model import model
+from behemoth_jax.train import checkpoint, data, metrics_log, optim, pretraining, train_step
 from experiments.configs import pretrain as pretrain_configs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
