@@ -28,6 +28,8 @@ solve. The execution modes use `make_least_squares_editor` (factors A with dW = 
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,79 +56,127 @@ def _one_hot_add(vec_D, pos_N, L):
 
 
 def edit_positions(batch, key_position: str = "subject"):
-  """(edit rows' positions [N], KL prompts' positions [M]) where keys are read and values written: the
-  subject's last token (ROME), or with key_position="last" the last prompt token (where causal tracing
-  on models trained here finds the recall: WORKSPACE.md, "Locate-then-edit")."""
+  """(positions [N] where keys are read and values written, KL positions [N]): the subject's last token
+  (ROME), or with key_position="last" the last prompt token (where causal tracing on models trained here
+  finds the recall: WORKSPACE.md, "Locate-then-edit"). The KL term is read at the subject's last token in
+  both cases: the reference's "{subject} is a" prompt ends there, and so does every row cut after its
+  subject (the model is causal). key_position="last" needs one answer position per row (runner.validate
+  refuses it with loss_on=sentence)."""
+  sub = subject_positions(batch["inputs"], batch["subject_token"])
   if key_position == "last":
-    M, P = batch["kl_inputs"].shape
-    return batch["positions"][:, 0], jnp.full((M,), P - 1, jnp.int32)
-  return (subject_positions(batch["inputs"], batch["subject_token"]),
-          subject_positions(batch["kl_inputs"], batch["subject_token"]))
+    return batch["positions"][:, 0], sub
+  return sub, sub
 
 
-def optimize_value(frozen, batch, cfg: model.ModelConfig, layer: int, steps: int, learning_rate: float,
-                   kl_weight: float, key_position: str = "subject"):
-  """One fact's target: (delta* [D] added to layer `layer`'s MLP output at the subject's last token,
-  k* [F] the key there averaged over the fact's rows, loss per step).
+@dataclasses.dataclass(frozen=True)
+class ValueOptions:
+  """How the target value is optimised (ROME's compute_v / MEMIT's compute_z; defaults: the reference's
+  hparams for GPT-2 XL, WORKSPACE.md "Locate-then-edit").
 
-  batch: the independent plan's rows for one edit (inputs [N, L], positions/targets/mask [N, K],
-  is_edit [N]: only edit rows are used), subject_token (scalar), and the KL prompts kl_inputs [M, P],
-  kl_valid [M] (the subject's other facts; their next token is predicted at position P - 1).
+  steps, learning_rate: Adam on the added vector (v_num_grad_steps, v_lr); at most steps - 1 updates, as in
+  the reference (its last iteration only evaluates). kl_weight: KL(edited || frozen) of the next-token
+  distribution at the subject's last token (kl_factor). clamp_norm_factor: after every step the vector is
+  projected onto the ball of radius factor x ||v_init|| (0: no clamp); v_init is the MLP output at the
+  write position (clamp_on="mlp_out", ROME: factor 4) or the stream after the block (clamp_on="block_out",
+  MEMIT: 0.75). weight_decay: + weight_decay x ||delta|| / ||v_init||^2 in the loss (v_weight_decay).
+  early_stop: stop once the loss (before the update) is below it (0: never; the reference's 5e-2).
+  """
+  steps: int = 20
+  learning_rate: float = 0.5
+  kl_weight: float = 0.0625
+  key_position: str = "subject"
+  clamp_norm_factor: float = 4.0
+  clamp_on: str = "mlp_out"
+  weight_decay: float = 0.5
+  early_stop: float = 5e-2
+
+
+def value_options(hp, clamp_on: str) -> ValueOptions:
+  """The value optimisation of an edit's hyperparameters (methods.EditHParams)."""
+  return ValueOptions(steps=hp.v_steps, learning_rate=hp.v_lr, kl_weight=hp.kl_weight,
+                      key_position=hp.key_position, clamp_norm_factor=hp.clamp_norm_factor, clamp_on=clamp_on,
+                      weight_decay=hp.v_weight_decay, early_stop=hp.v_early_stop)
+
+
+def optimize_value(frozen, batch, cfg: model.ModelConfig, layer: int, opts: ValueOptions):
+  """One fact's target: (delta* [D] added to layer `layer`'s MLP output at the key position, k* [F] the key
+  there averaged over the fact's edit rows, loss per step [steps]: after an early stop, the loss it stopped
+  at, so the last entry is always the final loss).
+
+  batch: the independent plan's rows for one edit (inputs [N, L], positions/targets/mask [N, K], is_edit
+  [N]: only edit rows are used) and subject_token (scalar). The KL rows are the same edit rows read at the
+  subject's last token, except rows whose answer is predicted there (e.g. relationship-subject-object
+  templates): no scored fact's answer distribution is constrained (the KL set is disjoint from every split).
   """
   inputs, is_edit = batch["inputs"], batch["is_edit"]
   N, L = inputs.shape
-  pos_N, kl_pos = edit_positions(batch, key_position)
+  pos_N, sub_N = edit_positions(batch, opts.key_position)
   clean = model.apply(frozen, inputs, cfg, head=False)
   residual, attn, key = clean.residual[layer], clean.attn_out[layer], clean.mlp_key[layer]
   w_N = (is_edit & batch["mask"].any(-1)).astype(jnp.float32)
   k_NxF = jnp.take_along_axis(key, pos_N[:, None, None], axis=1)[:, 0]
   k_star = (k_NxF * w_N[:, None]).sum(0) / jnp.maximum(w_N.sum(), 1.0)
+  ref_BxTxD = clean.mlp_out[layer] if opts.clamp_on == "mlp_out" else clean.residual[layer + 1]
+  v_init_N = jnp.linalg.norm(jnp.take_along_axis(ref_BxTxD, pos_N[:, None, None], axis=1)[:, 0], axis=-1)
+  v_init = (v_init_N * w_N).sum() / jnp.maximum(w_N.sum(), 1.0)
 
-  kl_inputs = batch["kl_inputs"]
-  M, P = kl_inputs.shape
-  kl_clean = model.apply(frozen, kl_inputs, cfg, head=False)
-  kl_last = jnp.full((M, 1), P - 1, jnp.int32)
-  kl_ref = jax.nn.log_softmax(model.apply(frozen, kl_inputs, cfg, head_positions=kl_last).logits[:, 0])
-  kl_w = batch["kl_valid"].astype(jnp.float32)
+  answers_at_sub = ((batch["positions"] == sub_N[:, None]) & batch["mask"]).any(-1)
+  kl_w = w_N * (~answers_at_sub).astype(jnp.float32)
+  kl_ref = jax.nn.log_softmax(model.apply(frozen, inputs, cfg, head_positions=sub_N[:, None]).logits[:, 0])
+  same = opts.key_position != "last"  # the KL reads the same forward as the NLL
 
-  def edited_logits(vec, toks, res, at, ky, sub_pos, head_pos):
+  def edited_logits(vec, write_N, head_NxK):
     # Only the edited layer and those above it run: the stream below is the frozen model's.
-    iv = model.Interventions(mlp_add={layer: _one_hot_add(vec, sub_pos, toks.shape[1])})
-    return model.apply(frozen, toks, cfg, interventions=iv, start_layer=layer, residual_BxTxD=res,
-                       start_cached=(at, ky), head_positions=head_pos, prune_to_head=True).logits
+    iv = model.Interventions(mlp_add={layer: _one_hot_add(vec, write_N, L)})
+    return model.apply(frozen, inputs, cfg, interventions=iv, start_layer=layer, residual_BxTxD=residual,
+                       start_cached=(attn, key), head_positions=head_NxK, prune_to_head=True).logits
 
   def loss_fn(vec):
-    logits = edited_logits(vec, inputs, residual, attn, key, pos_N, batch["positions"])
-    K, V = logits.shape[1], logits.shape[2]
-    nll = losses.token_nll(logits.reshape(N * K, V), batch["targets"].reshape(-1)).reshape(N, K)
+    K = batch["positions"].shape[1]
+    heads = jnp.concatenate([batch["positions"], sub_N[:, None]], axis=1) if same else batch["positions"]
+    logits = edited_logits(vec, pos_N, heads)
+    V = logits.shape[-1]
+    nll = losses.token_nll(logits[:, :K].reshape(N * K, V), batch["targets"].reshape(-1)).reshape(N, K)
     mask = batch["mask"].astype(jnp.float32) * w_N[:, None]
     edit_term = (nll * mask).sum() / jnp.maximum(mask.sum(), 1.0)
-    kl_logits = edited_logits(vec, kl_inputs, kl_clean.residual[layer], kl_clean.attn_out[layer],
-                              kl_clean.mlp_key[layer], kl_pos, kl_last)[:, 0]
-    kl_N = (jnp.exp(kl_ref) * (kl_ref - jax.nn.log_softmax(kl_logits))).sum(-1)
+    kl_logits = logits[:, K] if same else edited_logits(vec, sub_N, sub_N[:, None])[:, 0]
+    kl_log = jax.nn.log_softmax(kl_logits)
+    kl_N = (jnp.exp(kl_log) * (kl_log - kl_ref)).sum(-1)  # KL(edited || frozen), the reference's direction
     kl_term = (kl_N * kl_w).sum() / jnp.maximum(kl_w.sum(), 1.0)
-    return edit_term + kl_weight * kl_term
+    # ||delta|| with a zero gradient at 0 (the optimisation starts there; jnp.linalg.norm's is NaN)
+    norm = jnp.sqrt(jnp.maximum(jnp.sum(vec * vec), 1e-30))
+    decay = opts.weight_decay * norm / jnp.maximum(v_init, 1e-12) ** 2 if opts.weight_decay else 0.0
+    return edit_term + opts.kl_weight * kl_term + decay
 
-  opt = optax.adam(learning_rate)
+  opt = optax.adam(opts.learning_rate)
   vec0 = jnp.zeros((cfg.width,), jnp.float32)
+  max_norm = opts.clamp_norm_factor * v_init
 
-  def step(carry, _):
-    vec, state = carry
+  def step(carry, i):
+    vec, state, done, last = carry
     loss, g = jax.value_and_grad(loss_fn)(vec)
-    updates, state = opt.update(g, state, vec)
-    return (optax.apply_updates(vec, updates), state), loss
+    loss = jnp.where(done, last, loss)
+    # The reference breaks before the update once the loss is small, and its last iteration only evaluates.
+    stop = done | (loss < opts.early_stop) | (i == opts.steps - 1)
+    updates, new_state = opt.update(g, state, vec)
+    new = optax.apply_updates(vec, updates)
+    if opts.clamp_norm_factor > 0:
+      norm = jnp.linalg.norm(new)
+      new = jnp.where(norm > max_norm, new * max_norm / jnp.maximum(norm, 1e-12), new)
+    keep = lambda old, upd: jax.tree.map(lambda o, u: jnp.where(stop, o, u), old, upd)
+    return (keep(vec, new), keep(state, new_state), stop, loss), loss
 
-  (vec, _), loss = jax.lax.scan(step, (vec0, opt.init(vec0)), None, length=steps)
+  init = (vec0, opt.init(vec0), jnp.zeros((), bool), jnp.zeros((), jnp.float32))
+  (vec, _, _, _), loss = jax.lax.scan(step, init, jnp.arange(opts.steps))
   return vec, k_star, loss
 
 
-def rome_delta(frozen, batch, cov_inv_FxF, cfg: model.ModelConfig, layer: int, steps: int,
-               learning_rate: float, kl_weight: float, key_position: str = "subject"):
+def rome_delta(frozen, batch, cov_inv_FxF, cfg: model.ModelConfig, layer: int, opts: ValueOptions):
   """One fact's rank-one edit of layers/<layer>/mlp/down/kernel (batch: as `optimize_value`), all on the
   device in float32 (jittable). Returns (delta, loss per step). The runner's trainers factor on the host in
   float64 instead (rank_one_factors): C^-1 of GELU keys is ill-conditioned, and float32 products with it
   depend on summation order (one device against several gave different edits)."""
-  vec, k_star, loss = optimize_value(frozen, batch, cfg, layer, steps, learning_rate, kl_weight, key_position)
+  vec, k_star, loss = optimize_value(frozen, batch, cfg, layer, opts)
   u = cov_inv_FxF.astype(jnp.float32) @ k_star
   a = u / jnp.dot(u, k_star)
   delta = deltas.unflatten({down_path(layer): deltas.LowRank(a=a[:, None], b=vec[None, :], scale=1.0)})
@@ -163,14 +213,24 @@ def memit_solve(cov_FxF, keys_nxF, resid_nxD, lam: float) -> np.ndarray:
   return np.linalg.solve(lam * C + K.T @ K, K.T @ R)
 
 
-def null_space_projector(second_moment_FxF, threshold: float = 1e-2) -> np.ndarray:
+NULLSPACE_RULES = ("absolute", "relative")
+
+
+def null_space_projector(second_moment_FxF, threshold: float = 2e-2, rule: str = "absolute") -> np.ndarray:
   """P [F, F] onto the eigenvectors of K0^T K0 (or of the corpus covariance C, AlphaEdit's stand-in for
-  all preserved knowledge) whose eigenvalues are below `threshold` x the largest: the directions
-  preserved keys do not use. float64."""
+  all preserved knowledge) whose eigenvalues are below the threshold: the directions preserved keys do not
+  use. rule "absolute": eigenvalue < threshold (AlphaEdit's code: 2e-2 on the token-normalised C);
+  "relative": eigenvalue < threshold x the largest. float64."""
   w, V = np.linalg.eigh(np.asarray(second_moment_FxF, np.float64))
-  small = w < threshold * max(w.max(), 1e-300)
-  Vs = V[:, small]
+  cut = threshold if rule == "absolute" else threshold * max(w.max(), 1e-300)
+  Vs = V[:, w < cut]
   return Vs @ Vs.T
+
+
+def protected_directions(second_moment_FxF, threshold: float, rule: str) -> int:
+  """How many directions a null-space projector keeps fixed (eigenvalues at or above its cut)."""
+  F = len(second_moment_FxF)
+  return int(F - round(np.trace(null_space_projector(second_moment_FxF, threshold, rule))))
 
 
 def alphaedit_solve(P_FxF, keys_nxF, resid_nxD, prev_keys_pxF=None, reg: float = 1.0) -> np.ndarray:
@@ -191,45 +251,20 @@ def alphaedit_solve(P_FxF, keys_nxF, resid_nxD, prev_keys_pxF=None, reg: float =
 # ---- glue for the execution modes (host side) ----------------------------------------------------------
 
 
-def kl_prompts(edit_set, dataset, heads, relationships) -> tuple[np.ndarray, np.ndarray]:
-  """Per edit, the prompts of its subject's other facts (every other relationship, in the edit's training
-  template): (tokens [F, R - 1, P], valid [F, R - 1]); one invalid dummy row when R = 1."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  from data_gen.edit_sets.edit_files import EDIT_SPLIT_NAMES  # pylint: disable=g-import-not-at-top
-  split = next(s for s in edit_set.train if s.name in EDIT_SPLIT_NAMES)
-  objects = dataset.graph.objects_SxR
-  R = objects.shape[1]
-  heads, relationships = np.asarray(heads), np.asarray(relationships)
-  F = len(heads)
-  if R == 1:
-    prompt, _ = split.tokens(dataset)
-    return np.broadcast_to(prompt[:1], (F, 1, prompt.shape[1])).copy(), np.zeros((F, 1), bool)
-  other = np.stack([np.delete(np.arange(R), r) for r in relationships])  # [F, R - 1]
-  h = np.repeat(heads, R - 1)
-  o = other.reshape(-1)
-  tail = objects[h, o].astype(np.int32)
-  fake = dataclasses.replace(split, head=h.astype(np.int32), relationship=o.astype(np.int32), before=tail,
-                             after=tail, weight=np.ones_like(tail))
-  prompt, _ = fake.tokens(dataset)
-  return prompt.reshape(F, R - 1, -1), np.ones((F, R - 1), bool)
-
-
-def rome_extras(plan, edit_set, dataset) -> dict:
-  """What `rome_delta` needs beside the plan's rows, per edit: the subject's last token and KL prompts."""
+def rome_extras(plan, dataset) -> dict:
+  """What `rome_delta` needs beside the plan's rows, per edit: the subject's last token."""
   sub = dataset.vocab.subjects.tokens(np.asarray(plan.head))[..., -1].astype(np.int32)
-  kl, valid = kl_prompts(edit_set, dataset, plan.head, plan.relationship)
-  return {"subject_token": sub, "kl_inputs": kl.astype(np.int32), "kl_valid": valid}
+  return {"subject_token": sub}
 
 
-def make_rome_trainer(cfg: model.ModelConfig, layer: int, steps: int, learning_rate: float, kl_weight: float,
-                      cov_inv_FxF: np.ndarray, key_position: str = "subject", mesh=None):
+def make_rome_trainer(cfg: model.ModelConfig, layer: int, opts: ValueOptions, cov_inv_FxF: np.ndarray,
+                      mesh=None):
   """`(frozen, batch [F, ...], keys [F]) -> (deltas [F, ...], losses [F, steps])` like
   editing.make_independent_trainer (keys unused: the edit is deterministic): the value optimisation
   vmapped over facts in one jitted program, the rank-one factors on the host in float64
   (rank_one_factors). With a mesh, the facts are split along its `facts` axis (each device optimises its
   share; the frozen model on every device)."""
-  values = jax.vmap(lambda fz, b: optimize_value(fz, b, cfg, layer, steps, learning_rate, kl_weight,
-                                                 key_position), in_axes=(None, 0))
+  values = jax.vmap(lambda fz, b: optimize_value(fz, b, cfg, layer, opts), in_axes=(None, 0))
   if mesh is None:
     fn = jax.jit(values)
   else:
@@ -294,7 +329,7 @@ def least_squares_factors(cov_FxF, keys_nxF, lam: float, projector_FxF=None, pre
 
 
 def make_least_squares_editor(cfg: model.ModelConfig, layers: list[int], covs: dict, hp, null_space: bool = False,
-                              threshold: float = 1e-2, chunk: int = 64):
+                              chunk: int = 64):
   """`edit(params, batch [F, ...], prev_keys {layer: [p, Fk]} | None) -> (delta, value loss [F, steps],
   keys {layer: [F, Fk]})`: every fact of `batch` (the independent plan's rows plus rome_extras) in one
   update of the down-projections of `layers` (MEMIT's spread; AlphaEdit with null_space=True, whose
@@ -306,10 +341,11 @@ def make_least_squares_editor(cfg: model.ModelConfig, layers: list[int], covs: d
   (z_i - current stream) / (layers left), solved in float64 on the host (least_squares_factors) and stored
   as LowRank(a = A [Fk, F], b = R [F, D]) per layer (rank <= F), never as a dense kernel per fact."""
   last = layers[-1]
-  values = jax.jit(jax.vmap(lambda fz, b: optimize_value(fz, b, cfg, last, hp.steps, hp.learning_rate,
-                                                         hp.kl_weight, hp.key_position)[::2], in_axes=(None, 0)))
+  opts = value_options(hp, clamp_on="block_out")
+  values = jax.jit(jax.vmap(lambda fz, b: optimize_value(fz, b, cfg, last, opts)[::2], in_axes=(None, 0)))
   probe = make_state_probe(cfg, tuple(layers), last, hp.key_position)
-  projectors = {l: null_space_projector(covs[l], threshold) for l in layers} if null_space else {}
+  projectors = ({l: null_space_projector(covs[l], hp.nullspace_threshold, hp.nullspace_rule) for l in layers}
+                if null_space else {})
 
   def edit(params, batch, prev_keys=None):
     vec_FxD, loss = map_fact_chunks(lambda b: values(params, b), batch, chunk)
@@ -330,10 +366,10 @@ def make_least_squares_editor(cfg: model.ModelConfig, layers: list[int], covs: d
 
 
 def least_squares_delta(params, cfg: model.ModelConfig, batch, layers: list[int], covs: dict, hp,
-                        null_space: bool = False, threshold: float = 1e-2, chunk: int = 64):
+                        null_space: bool = False, chunk: int = 64):
   """One least-squares update of every fact of `batch` (make_least_squares_editor, no earlier edits):
   (delta, value-optimisation loss [F, steps])."""
-  delta, loss, _ = make_least_squares_editor(cfg, layers, covs, hp, null_space, threshold, chunk)(params, batch)
+  delta, loss, _ = make_least_squares_editor(cfg, layers, covs, hp, null_space, chunk)(params, batch)
   return delta, loss
 
 

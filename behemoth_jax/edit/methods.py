@@ -59,9 +59,21 @@ class EditHParams:
   # that does not trace gets the middle layer (L - 1) // 2.
   layer: int = -1
   span: int = 1
-  kl_weight: float = 0.0625  # rome: weight of the KL term on the subject's other facts (ROME's value)
+  kl_weight: float = 0.0625  # KL(edited || frozen) at the subject's last token (the reference's kl_factor)
   lam: float = 1.0  # memit: lambda of (lambda C + K K^T); alphaedit: the ridge of its solve
   key_position: str = "subject"  # where keys are read / values written: subject (ROME) | last prompt token
+  # The value optimisation (closed_form.ValueOptions; defaults: the reference code's ROME hparams): Adam
+  # steps and rate, the clamp of ||delta|| to clamp_norm_factor x ||v_init|| (0: none), the weight decay
+  # v_weight_decay x ||delta|| / ||v_init||^2, and the early stop once the loss is below v_early_stop (0: never).
+  v_steps: int = 20
+  v_lr: float = 0.5
+  clamp_norm_factor: float = 4.0
+  v_weight_decay: float = 0.5
+  v_early_stop: float = 5e-2
+  # alphaedit: the null space keeps the eigen-directions of C below the threshold; absolute (AlphaEdit's code:
+  # eigenvalue < 2e-2) or relative (eigenvalue < threshold x the largest).
+  nullspace_threshold: float = 2e-2
+  nullspace_rule: str = "absolute"
 
   @property
   def low_rank(self) -> bool:
@@ -96,6 +108,15 @@ class EditHParams:
     need(math.isfinite(self.lam) and self.lam > 0, "lam", "a finite number > 0", self.lam)
     need(self.span >= 1, "span", ">= 1", self.span)
     need(self.key_position in ("subject", "last"), "key_position", "subject or last", self.key_position)
+    need(self.v_steps >= 1, "v_steps", ">= 1", self.v_steps)
+    for name in ("v_lr",):
+      need(math.isfinite(getattr(self, name)) and getattr(self, name) > 0, name, "a finite number > 0",
+           getattr(self, name))
+    for name in ("clamp_norm_factor", "v_weight_decay", "v_early_stop", "nullspace_threshold"):
+      need(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name, "a finite number >= 0",
+           getattr(self, name))
+    need(self.nullspace_rule in ("absolute", "relative"), "nullspace_rule", "absolute or relative",
+         self.nullspace_rule)
 
 
 def closed_form_layers(num_layers: int, hp: EditHParams) -> list[int]:

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from behemoth_jax.edit import closed_form, covariance, edit_rows, methods, modes
+from behemoth_jax.edit import closed_form, contexts, covariance, edit_rows, methods, modes
 from behemoth_jax.evaluate import edit_metrics, stats
 from behemoth_jax.model import deltas
 from behemoth_jax.train import checkpoint, loop, metrics_log, pretrained
@@ -71,6 +71,11 @@ def validate(config) -> None:
         f"got {config.mode!r}")
   _need(config.loss_on in edit_rows.LOSS_ON, "loss_on", f"must be one of {', '.join(edit_rows.LOSS_ON)}, "
         f"got {config.loss_on!r}")
+  _need(int(config.context_prefixes) == config.context_prefixes and config.context_prefixes >= 0,
+        "context_prefixes", f"must be an integer >= 0 (0: none), got {config.context_prefixes}")
+  if config.method in methods.CLOSED_FORM:  # "last" writes at the row's one answer position
+    _need(not (config.key_position == "last" and config.loss_on == "sentence"), "key_position",
+          "must be subject with --config.loss_on=sentence (a sentence has no single last prompt token), got last")
   for name, low in (("num_edits", 1), ("chunk", 1), ("eval_shared", 1), ("eval_chunk", 1),
                     ("retain_per_edit", 0), ("log_every", 1), ("checkpoint_every", 1)):
     _need(int(config[name]) == config[name] and config[name] >= low, name,
@@ -202,6 +207,27 @@ def _key_covariances(config, params, cfg, dataset, layers, pretrained_dir, plan)
   return {l: covariance.without_facts(covs[l], keys[l], num_facts) for l in layers}
 
 
+def _closed_form_plan(config, plan, dataset):
+  """A closed-form method's plan: the subject token per edit, and `context_prefixes` copies of every edit
+  row behind random corpus documents (keys and values then average over contexts, as the reference's)."""
+  plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, dataset))
+  return contexts.with_context_prefixes(plan, dataset, int(config.context_prefixes), config.seed,
+                                        plan.extra["subject_token"])
+
+
+def _nullspace_report(covs: dict, hp) -> dict:
+  """alphaedit: per layer, how many of C's directions the null-space projector keeps fixed, under the run's
+  rule and under each rule at its reference value (absolute 2e-2, AlphaEdit's code; relative 1e-2, ours
+  before it became an option)."""
+  out = {}
+  for l, c in covs.items():
+    out[str(l)] = {"rule": hp.nullspace_rule, "threshold": hp.nullspace_threshold, "dims": int(len(c)),
+                   "protected": closed_form.protected_directions(c, hp.nullspace_threshold, hp.nullspace_rule),
+                   "protected_absolute_2e-2": closed_form.protected_directions(c, 2e-2, "absolute"),
+                   "protected_relative_1e-2": closed_form.protected_directions(c, 1e-2, "relative")}
+  return out
+
+
 def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
                      dataset=None, pretrained_dir=None):
   plan = modes.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
@@ -209,11 +235,11 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
   ndev = len(jax.devices())
   mesh = modes.facts_mesh() if ndev > 1 and config.chunk % ndev == 0 else None
   if hp.method == "rome":
-    plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
+    plan = _closed_form_plan(config, plan, dataset)
     layer = int(paths[0].split("/")[1])
     cov = _key_covariances(config, params, cfg, dataset, [layer], pretrained_dir, plan)[layer]
-    trainer = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
-                                            closed_form.inverse_covariance(cov), hp.key_position, mesh)
+    trainer = closed_form.make_rome_trainer(cfg, layer, closed_form.value_options(hp, "mlp_out"),
+                                            closed_form.inverse_covariance(cov), mesh)
   else:
     trainer = modes.make_independent_trainer(cfg, hp, paths, mesh)
   if mesh is not None:  # the frozen model on every device, each edit's delta on one
@@ -377,14 +403,14 @@ def _run_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, le
 def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
                     dataset=None, pretrained_dir=None):
   plan = modes.plan_independent(ts, evals, config.retain_per_edit, config.eval_shared, config.seed)
-  train, track = None, 0
+  train, track, extra_info = None, 0, {}
   if hp.method == "rome":  # each fact's rank-one edit on the model with every earlier one merged; the
     # covariance stays the pretrained model's (as sequential ROME does)
-    plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
+    plan = _closed_form_plan(config, plan, dataset)
     layer = int(paths[0].split("/")[1])
     cov = _key_covariances(config, params, cfg, dataset, [layer], pretrained_dir, plan)[layer]
-    vmapped = closed_form.make_rome_trainer(cfg, layer, hp.steps, hp.learning_rate, hp.kl_weight,
-                                            closed_form.inverse_covariance(cov), hp.key_position)
+    vmapped = closed_form.make_rome_trainer(cfg, layer, closed_form.value_options(hp, "mlp_out"),
+                                            closed_form.inverse_covariance(cov))
 
     def one(frozen, batch, key):  # a batch of one fact through the vmapped trainer
       delta, loss = vmapped(frozen, jax.tree.map(lambda x: x[None], batch), None)
@@ -392,8 +418,11 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
 
     train, track = one, 64
   elif hp.method in ("memit", "alphaedit"):
-    plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
-    train, track = _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir, plan), 64
+    plan = _closed_form_plan(config, plan, dataset)
+    train, covs = _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir, plan)
+    track = 64
+    if hp.method == "alphaedit":
+      extra_info["nullspace"] = _nullspace_report(covs, hp)
   bar = progress.Progress(plan.num_edits, "edits", enabled=lead and config.progress, min_interval=0.0)
   records = []
 
@@ -411,11 +440,11 @@ def _run_sequential(config, hp, params, cfg, ts, evals, paths, workdir, evaluato
   atomic.write_text_atomic(workdir / "sequential.jsonl", "".join(json.dumps(r) + "\n" for r in records))
   rows, summary = _measure_delta(config, workdir, composed, evaluator, params, evals, "composed", "sequential")
   return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s,
-                         "delta": deltas.describe(composed)["norm"]}
+                         "delta": deltas.describe(composed)["norm"], **extra_info}
 
 
 def _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretrained_dir, plan):
-  """The `train` step of sequential memit / alphaedit: one least-squares update of the step's fact on the
+  """(train, {layer: C}): the `train` step of sequential memit / alphaedit: one least-squares update of the step's fact on the
   model with every earlier update merged (covariance: the pretrained model's, as for rome). alphaedit's
   solve also holds every earlier edit's keys in place (AlphaEdit's Kp term): the step function keeps
   them, so it is only for one run_sequential pass, in edit order."""
@@ -432,7 +461,7 @@ def _sequential_least_squares(config, hp, params, cfg, paths, dataset, pretraine
       earlier[l] = np.concatenate([earlier[l], keys[l]])
     return delta, loss[0]
 
-  return train
+  return train, covs
 
 
 def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, evaluator, lead, edit_set=None,
@@ -440,7 +469,7 @@ def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, e
   """memit / alphaedit: every fact in one least-squares update of the down-projections of `paths`
   (closed_form.least_squares_delta), evaluated once on every split like batch mode."""
   plan = modes.plan_independent(ts, evals, 0, config.eval_shared, config.seed)
-  plan = dataclasses.replace(plan, extra=closed_form.rome_extras(plan, edit_set, dataset))
+  plan = _closed_form_plan(config, plan, dataset)
   layers = [int(p.split("/")[1]) for p in paths]
   t0 = time.perf_counter()
   covs = _key_covariances(config, params, cfg, dataset, layers, pretrained_dir, plan)
@@ -451,9 +480,11 @@ def _run_closed_form_batch(config, hp, params, cfg, ts, evals, paths, workdir, e
                                                 null_space=hp.method == "alphaedit", chunk=config.chunk)
   train_s = time.perf_counter() - t0
   rows, summary = _measure_delta(config, workdir, delta, evaluator, params, evals, "batch", "batch")
-  return rows, summary, {"num_edits": plan.num_edits, "train_s": train_s, "covariance_s": cov_s,
-                         "value_loss_final": float(np.mean(np.asarray(loss)[:, -1])),
-                         "delta": deltas.describe(delta)["norm"]}
+  info = {"num_edits": plan.num_edits, "train_s": train_s, "covariance_s": cov_s,
+          "value_loss_final": float(np.mean(np.asarray(loss)[:, -1])), "delta": deltas.describe(delta)["norm"]}
+  if hp.method == "alphaedit":
+    info["nullspace"] = _nullspace_report(covs, hp)
+  return rows, summary, info
 
 
 def traced_layer(config, hp, params, cfg, edit_set, dataset):

@@ -61,6 +61,23 @@ def _base() -> ml_collections.ConfigDict:
   # Where keys are read and values written: "subject" (ROME: the subject's last token) or "last" (the
   # last prompt token, where tracing the small model finds the recall).
   c.key_position = "subject"
+  # Closed-form methods' value optimisation, as the reference code's compute_v / compute_z (defaults: its
+  # ROME hparams for GPT-2 XL; MEMIT's clamp is 0.75): Adam steps and rate, ||delta|| clamped to
+  # clamp_norm_factor x ||v_init|| after each step (0: no clamp; v_init: rome the MLP output, memit /
+  # alphaedit the stream after the block), + v_weight_decay x ||delta|| / ||v_init||^2, stop once the loss
+  # < v_early_stop (0: never). `steps` and `learning_rate` are the gradient methods'.
+  c.v_steps = 20
+  c.v_lr = 0.5
+  c.clamp_norm_factor = 4.0
+  c.v_weight_decay = 0.5
+  c.v_early_stop = 5e-2
+  # alphaedit: the null space is C's eigen-directions below nullspace_threshold, "absolute" (AlphaEdit's
+  # code, 2e-2) or "relative" (x the largest eigenvalue); run.json `nullspace` counts what each protects.
+  c.nullspace_threshold = 2e-2
+  c.nullspace_rule = "absolute"
+  # Closed-form methods: each edit row also behind this many random corpus documents, keys and values
+  # averaged over all of them (the reference's random context prefixes; 0: the bare rows only).
+  c.context_prefixes = 0
   c.loss_on = "answer"  # or "sentence"
 
   c.mode = "independent"  # independent | batch | sequential
@@ -117,17 +134,17 @@ def get_config(arg: str = "lora") -> ml_collections.ConfigDict:
     # Not tuned: on the small model (20 edits) all three forget the edited answers; reg_data keeps 19% (ga,
     # which has no retain term and collapses as the field reports), 86% (graddiff), 89% (npo).
     c.targets, c.rank, c.learning_rate, c.steps = "mlp", 0, 1e-3, 20
-  elif name == "rome":  # closed form at one layer: steps/learning_rate optimise the value vector
+  elif name == "rome":  # closed form at one layer: v_steps/v_lr optimise the value vector
     # Measured on small (100 independent edits, WORKSPACE.md "Locate-then-edit"): at the subject's last
     # token (ROME's place) layer 0 took 10%; tracing puts the recall at the last prompt token's MLPs
     # (layers 2-3): there layer 3 with KL weight 1 takes 100% and keeps reg_data 99.8%. layer -1 traces
     # (on small: layer 3 at the last token).
-    c.retain_per_edit, c.steps, c.learning_rate = 0, 25, 0.5
+    c.retain_per_edit, c.v_steps, c.v_lr = 0, 25, 0.5
     c.layer, c.key_position, c.kl_weight = -1, "last", 1.0
   elif name in ("memit", "alphaedit"):  # one update for num_edits facts; lam weighs C against the keys
     # Small, 100 facts, layers 2-3 at the last token: lam 1e3 takes 100% but keeps 52% of reg_data, 1.5e4
     # takes 71% / keeps 87%, 3e4 takes 50% / keeps 96.5% (no lam meets both; WORKSPACE.md).
-    c.mode, c.retain_per_edit, c.steps, c.learning_rate = "batch", 0, 25, 0.5
+    c.mode, c.retain_per_edit, c.v_steps, c.v_lr = "batch", 0, 25, 0.5
     # layer -1 traces the window of 2 (on small: layers 2-3 at the last token).
     c.layer, c.span, c.key_position, c.kl_weight, c.lam = -1, 2, "last", 1.0, 15000.0
     if name == "alphaedit":  # lam is the ridge of the projected solve, not a weight on C: 20 sequential

@@ -155,12 +155,162 @@ def test_rome_edits_sharded_over_four_fake_devices_match_one(tiny_run, tmp_path)
     ({"span": 2}, "--config.span"),  # the tiny config's layer 0: no room below it
     ({"layer": -1, "span": 3}, "--config.span"),  # traced: a window of 3 in a 2-layer model
     ({"mode": "batch"}, "--config.mode"),
+    ({"key_position": "last", "loss_on": "sentence"}, "--config.key_position"),
+    ({"clamp_norm_factor": -1.0}, "--config.clamp_norm_factor"),
+    ({"v_steps": 0}, "--config.v_steps"),
+    ({"v_lr": 0.0}, "--config.v_lr"),
+    ({"v_weight_decay": float("nan")}, "--config.v_weight_decay"),
+    ({"v_early_stop": -1.0}, "--config.v_early_stop"),
+    ({"nullspace_rule": "both"}, "--config.nullspace_rule"),
+    ({"context_prefixes": -1}, "--config.context_prefixes"),
 ])
 def test_invalid_closed_form_options_leave_no_workdir(tiny_run, tmp_path, overrides, option):
   with pytest.raises(ValueError) as e:
     runner.run(_rome_config(**overrides), tiny_run, tmp_path / "w")
   assert str(e.value).startswith(option + ":") and "\n" not in str(e.value), str(e.value)
   assert not (tmp_path / "w").exists()
+
+
+# ---- the value optimisation (the reference's compute_v / compute_z) ---------------------------------------
+
+
+def _value_batch(cfg, seed=0, N=3, L=10):
+  """One fact's rows of random tokens: subject token at position 2, the answer predicted at L - 2."""
+  rng = np.random.default_rng(seed)
+  inputs = rng.integers(8, cfg.vocab_size, (N, L)).astype(np.int32)
+  subject = np.int32(5)
+  inputs[:, 2] = subject
+  inputs[:, 3:] = np.where(inputs[:, 3:] == subject, subject + 1, inputs[:, 3:])
+  return {"inputs": inputs, "positions": np.full((N, 1), L - 2, np.int32),
+          "targets": np.full((N, 1), 7, np.int32), "mask": np.ones((N, 1), bool),
+          "is_edit": np.ones(N, bool), "subject_token": subject}
+
+
+def _value(tiny_random, **kw):
+  params, cfg, _ = tiny_random
+  opts = closed_form.ValueOptions(**{"steps": 12, "learning_rate": 0.5, "kl_weight": 0.0625,
+                                     "key_position": "last", "clamp_norm_factor": 0.0, "weight_decay": 0.0,
+                                     "early_stop": 0.0, **kw})
+  vec, k_star, loss = jax.jit(lambda b: closed_form.optimize_value(params, b, cfg, 1, opts))(
+      _value_batch(cfg))
+  clean = model.apply(params, _value_batch(cfg)["inputs"], cfg, head=False)
+  ref = clean.mlp_out[1] if opts.clamp_on == "mlp_out" else clean.residual[2]
+  v_init = float(np.mean(np.linalg.norm(np.asarray(ref)[:, 8], axis=-1)))
+  return np.asarray(vec), np.asarray(loss), v_init
+
+
+def test_value_clamp_keeps_the_vector_inside_factor_times_the_initial_norm(tiny_random):
+  free, _, v_init = _value(tiny_random)
+  assert np.linalg.norm(free) > 0.5 * v_init  # unclamped, the vector grows past the ball tested below
+  for clamp_on in ("mlp_out", "block_out"):
+    vec, _, v_init = _value(tiny_random, clamp_norm_factor=0.25, clamp_on=clamp_on)
+    assert np.linalg.norm(vec) <= 0.25 * v_init * (1 + 1e-5)
+    assert np.linalg.norm(vec) > 0.2 * v_init  # the clamp binds, it does not zero the vector
+
+
+def test_value_weight_decay_shrinks_the_vector(tiny_random):
+  free, _, _ = _value(tiny_random)
+  decayed, loss, _ = _value(tiny_random, weight_decay=1e3)
+  assert np.linalg.norm(decayed) < 0.5 * np.linalg.norm(free)
+
+
+def test_value_early_stop_and_the_last_step_that_only_evaluates(tiny_random):
+  # A loss below the threshold at the first evaluation: no update at all (the reference breaks first).
+  vec, loss, _ = _value(tiny_random, early_stop=1e9)
+  assert not np.any(vec) and np.all(loss == loss[0])
+  # One step: the reference evaluates once and never updates.
+  vec, _, _ = _value(tiny_random, steps=1)
+  assert not np.any(vec)
+  # Never stopped early: steps - 1 updates, and each logged loss is the loss before that step's update.
+  vec, loss, _ = _value(tiny_random, steps=6)
+  assert np.any(vec) and len(loss) == 6 and len(set(np.round(loss, 6))) > 1
+  # Stopped once the loss is below a threshold met mid-way: later entries repeat the loss it stopped at.
+  _, free_loss, _ = _value(tiny_random)
+  thr = float(free_loss[4]) + 1e-6
+  _, loss, _ = _value(tiny_random, early_stop=thr)
+  stop = int(np.argmax(loss < thr))
+  assert 0 < stop < len(loss) - 1 and np.all(loss[stop:] == loss[stop])
+
+
+def test_kl_rows_read_the_subject_token_and_skip_rows_that_answer_there(tiny_random):
+  params, cfg, _ = tiny_random
+  b = _value_batch(cfg)
+  pos, kl_pos = closed_form.edit_positions(b, "last")
+  assert np.all(np.asarray(kl_pos) == 2) and np.all(np.asarray(pos) == 8)
+  # Every row predicts its answer right after the subject: no row is left for the KL term, so its weight
+  # changes nothing (the KL never constrains a scored answer's distribution).
+  b["positions"][:] = 2
+  one = lambda w: np.asarray(closed_form.optimize_value(params, b, cfg, 1, closed_form.ValueOptions(
+      steps=5, kl_weight=w, key_position="subject", clamp_norm_factor=0.0))[0])
+  np.testing.assert_array_equal(one(0.0), one(10.0))
+  b["positions"][:] = 8  # answers after the subject: now the KL term acts
+  assert not np.array_equal(one(0.0), one(10.0))
+
+
+def test_kl_rows_of_a_real_edit_set_predict_no_answer(tiny_run):
+  """The KL term reads each edit row at the subject's last token; in the edit set's training rows the token
+  that follows is never the row's answer, and never any fact's object token (so no scored split's answer
+  distribution is trained)."""
+  from behemoth_jax.edit import edit_rows, modes  # pylint: disable=g-import-not-at-top
+  config = _rome_config()
+  hp = runner.hparams(config)
+  params, cfg, ds = runner.load_pretrained_checked(tiny_run)
+  edit_set = runner.edit_set_of(config, ds)
+  ts = edit_rows.train_set(edit_set, ds, config.loss_on, forget=hp.forget)
+  evals = edit_rows.eval_splits(edit_set, ds)
+  plan = modes.plan_independent(ts, evals, 0, config.eval_shared, config.seed)
+  extra = closed_form.rome_extras(plan, ds)
+  R = np.asarray(ds.graph.objects_SxR).shape[1]
+  objects = {int(t) for r in range(R) for t in np.asarray(ds.vocab.objects(r).tokens(
+      np.arange(ds.vocab.objects(r).count))).reshape(-1)}
+  inputs, is_edit = np.asarray(plan.rows.inputs_NxL), np.broadcast_to(np.asarray(plan.is_edit),
+                                                                       plan.rows.inputs_NxL.shape[:2])
+  checked = 0
+  for f in range(plan.num_edits):
+    for n in np.flatnonzero(is_edit[f]):
+      sub = np.flatnonzero(inputs[f, n] == extra["subject_token"][f])
+      assert len(sub), "every edit row holds its subject"
+      nxt = inputs[f, n, sub[-1] + 1]
+      assert nxt not in objects
+      checked += 1
+  assert checked >= plan.num_edits
+
+
+def test_context_prefixes_put_corpus_documents_before_every_edit_row(tiny_run, tmp_path):
+  from behemoth_jax.edit import contexts, edit_rows, modes  # pylint: disable=g-import-not-at-top
+  from data_gen.world.vocab import EOT, PAD  # pylint: disable=g-import-not-at-top
+  config = _rome_config()
+  params, cfg, ds = runner.load_pretrained_checked(tiny_run)
+  edit_set = runner.edit_set_of(config, ds)
+  ts = edit_rows.train_set(edit_set, ds, config.loss_on)
+  plan = modes.plan_independent(ts, edit_rows.eval_splits(edit_set, ds), 2, config.eval_shared, config.seed)
+  sub = closed_form.rome_extras(plan, ds)["subject_token"]
+  out = contexts.with_context_prefixes(plan, ds, 3, seed=0, subject_token=sub)
+  F, N, L = plan.rows.inputs_NxL.shape
+  E = int(np.sum(plan.is_edit))
+  assert out.rows.inputs_NxL.shape[:2] == (F, N + 3 * E) and out.is_edit.sum() == 4 * E
+  np.testing.assert_array_equal(out.rows.inputs_NxL[:, :N, :L], plan.rows.inputs_NxL)  # bare rows unchanged
+  src = np.tile(np.flatnonzero(plan.is_edit), 3)
+  for f in range(F):
+    for j, n in enumerate(src):
+      row, new = plan.rows.inputs_NxL[f, n], out.rows.inputs_NxL[f, N + j]
+      k = int(np.flatnonzero(new == EOT)[0]) + 1  # the document: tokens up to its end-of-text
+      assert k > 2 and PAD not in new[:k] and sub[f] not in new[:k]
+      body = row[row != PAD]
+      np.testing.assert_array_equal(new[k:k + len(body)], body)
+      m = plan.rows.mask_NxK[f, n]
+      np.testing.assert_array_equal(out.rows.positions_NxK[f, N + j][m], plan.rows.positions_NxK[f, n][m] + k)
+      np.testing.assert_array_equal(new[out.rows.positions_NxK[f, N + j][m]], row[plan.rows.positions_NxK[f, n][m]])
+  summary = runner.run(_rome_config(context_prefixes=2, save_deltas=False), tiny_run, tmp_path / "w")
+  assert summary["edited"]["exact_match"]["after"] >= 0.5
+
+
+def test_null_space_rules_and_the_directions_they_protect():
+  C = np.diag([10.0, 1.0, 0.05, 0.01, 1e-4])
+  assert closed_form.protected_directions(C, 2e-2, "absolute") == 3  # eigenvalues >= 2e-2
+  assert closed_form.protected_directions(C, 1e-2, "relative") == 2  # >= 1e-2 x 10
+  P = closed_form.null_space_projector(C, 2e-2, "absolute")
+  np.testing.assert_allclose(np.diag(P), [0, 0, 0, 1, 1], atol=1e-12)
 
 
 # ---- least squares and null space ----------------------------------------------------------------------
