@@ -122,3 +122,40 @@ def test_the_checks_catch_a_back_import_and_a_cycle():
   assert _violation("behemoth_jax.edit.runner", "behemoth_jax.train.loop") is None
   assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
   assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+# ---- what the docs and the package metadata promise ------------------------------------------------------
+
+_IMPORT_NAMES = {"orbax-checkpoint": "orbax", "absl-py": "absl", "ml_collections": "ml_collections"}
+
+
+def _library_imports() -> set[str]:
+  found = set()
+  for path in MODULES.values():
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Import):
+        found.update(a.name.split(".")[0] for a in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        found.add(node.module.split(".")[0])
+  return found
+
+
+def test_every_runtime_dependency_is_imported_by_library_code():
+  """A runtime dependency only tests use (chex was one) belongs in the dev extra."""
+  import re  # pylint: disable=g-import-not-at-top
+  import tomllib  # pylint: disable=g-import-not-at-top
+  deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+  names = [re.split(r"[<>=!~ ]", d, maxsplit=1)[0] for d in deps]
+  used = _library_imports()
+  assert [n for n in names if _IMPORT_NAMES.get(n, n.replace("-", "_")) not in used] == []
+
+
+def test_make_commands_in_the_docs_name_real_targets_and_no_flags():
+  """`make bench --suite=edit` (README once said so) is not a make invocation: make takes VAR=value."""
+  import re  # pylint: disable=g-import-not-at-top
+  targets = set(re.findall(r"^([a-z][\w-]*):", (REPO / "Makefile").read_text(), re.M))
+  for doc in ("README.md", "WORKSPACE.md"):
+    for cmd in re.findall(r"`(make [^`]+)`", (REPO / doc).read_text()):
+      words = cmd.split()[1:]
+      assert words and words[0] in targets, f"{doc}: {cmd}"
+      assert all(not w.startswith("-") for w in words), f"{doc}: {cmd} (make options are VAR=value)"
