@@ -204,8 +204,17 @@ def run_independent_chunk(plan: IndependentPlan, start: int, stop: int, chunk: i
     for metric, after in after_all.items():
       was = before[s.key][metric][index_FxM]
       out["metrics"][(s.key, metric)] = (masked_mean(was, mask_FxM)[:n], masked_mean(after, mask_FxM)[:n], count[:n])
+    if s.name != "edited" and "exact_match" in after_all:  # locality of what the model knew
+      known = mask_FxM & (before[s.key]["exact_match"][index_FxM] == 1)
+      out["metrics"][(s.key, KEPT)] = (masked_mean(np.ones_like(known, float), known)[:n],
+                                       masked_mean(after_all["exact_match"], known)[:n], known.sum(1)[:n])
   out["deltas"] = jax.tree.map(lambda x: np.asarray(x)[:n], deltas_F)
   return out
+
+
+# Of a locality split's facts the model answered (greedy exact match) before the edit, the share it still
+# answers after it: locality relative to what the model knew, with its own count.
+KEPT = "kept_conditioned"
 
 
 def masked_mean(x_FxM, mask_FxM) -> np.ndarray:

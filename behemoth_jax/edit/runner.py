@@ -291,7 +291,9 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
     if s.key in qualified:  # an edit's ripple counts only if every one of its ripple rows qualified
       q = qualified[s.key]
       edit_ok = np.array([bool(mask_FxM[f].any()) and bool(q[index_FxM[f][mask_FxM[f]]].all()) for f in range(F)])
-    for metric in edit_metrics.METRICS:
+    for metric in (*edit_metrics.METRICS, modes.KEPT):
+      if f"{s.key}|{metric}|before" not in per_key:
+        continue  # kept_conditioned: locality splits only
       b = np.concatenate(per_key[f"{s.key}|{metric}|before"])
       a = np.concatenate(per_key[f"{s.key}|{metric}|after"])
       n = np.concatenate(per_key[f"{s.key}|{metric}|n"])
@@ -308,7 +310,7 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
           "n": facts, "pairs": int(w.sum()),
           # Edits are the independent units (each its own delta); an edit weighs by its linked rows.
           "before_ci": _ci(b, w, config.seed), "after_ci": _ci(a, w, config.seed), "ci_unit": "edit"}
-      if s.key in qualified:
+      if s.key in qualified and metric != modes.KEPT:
         wq = w * edit_ok
         bq, aq = np.where(edit_ok, b, np.nan), np.where(edit_ok, a, np.nan)
         wbq, waq = wq * np.isfinite(bq), wq * np.isfinite(aq)
@@ -327,18 +329,29 @@ def _run_independent(config, hp, params, cfg, ts, evals, paths, workdir, evaluat
 
 
 def _whole_split_rows(evals, before, after, label: str, seed: int = 0):
+  """One delta for every fact (batch, sequential): a result row per fact, split and metric (as independent
+  runs write one per edit), so every figure and interval can be recomputed from results.jsonl."""
   rows, summary, primary = [], {}, {}
   qualified = edit_metrics.ripple_qualified(evals, before)
   for s in evals:
     skey = _summary_key(s.name, s.template, primary)
     for metric in list(before[s.key]):
       b, a = before[s.key][metric], after[s.key][metric]
-      rows.append({"edit": label, "split": s.name, "template": TEMPLATE_TAG[s.template], "metric": metric,
-                   "before": _mean_or_nan(b), "after": _mean_or_nan(a), "n": int(len(b))})
+      for i in range(len(b)):
+        rows.append({"edit": label, "fact": i, "head": int(s.head[i]), "relationship": int(s.relationship[i]),
+                     "split": s.name, "template": TEMPLATE_TAG[s.template], "metric": metric,
+                     "before": float(b[i]), "after": float(a[i]), "n": 1})
       # One delta for every fact: the facts are the resampled units.
       summary.setdefault(skey, {})[metric] = {"before": _mean_or_nan(b), "after": _mean_or_nan(a),
                                               "n": int(len(b)), "before_ci": _ci(b, seed=seed),
                                               "after_ci": _ci(a, seed=seed), "ci_unit": "fact"}
+    if s.name != "edited" and "exact_match" in before[s.key]:
+      known = before[s.key]["exact_match"] == 1
+      a = after[s.key]["exact_match"][known]
+      summary[skey][modes.KEPT] = {"before": 1.0 if known.any() else float("nan"), "after": _mean_or_nan(a),
+                                   "n": int(known.sum()), "of": int(len(known)),
+                                   "before_ci": [1.0, 1.0] if known.any() else _ci(a, seed=seed),
+                                   "after_ci": _ci(a, seed=seed), "ci_unit": "fact"}
       if s.key in qualified:  # ripple scored only where the prerequisites were known before the edit
         q = qualified[s.key]
         summary[skey][f"{metric}_conditioned"] = {

@@ -8,11 +8,10 @@ editing engine's summary keys, split -> metric -> entry, with each entry
   before_ci, after_ci   [low, high]: stats.hierarchical_bootstrap_ci (seeds drawn with replacement, then
                   units within each drawn seed), 1000 resamples, 95%
   ci_unit         "seed, then edit" (independent mode: one row per edit, weighted by its linked rows, as
-                  the engine's own intervals), "seed, then fact" (batch/sequential mode, 0/1 metrics:
-                  exact_match, exact_match_old, efficacy; results.jsonl holds their per-split count,
-                  which is all a bootstrap of a 0/1 mean needs), or "seed" (batch/sequential mode,
-                  continuous metrics: results.jsonl holds only their per-split mean, so only the runs
-                  are resampled; each run weighs by its facts)
+                  the engine's own intervals), "seed, then fact" (batch/sequential mode: one row per
+                  fact and metric; runs written before per-fact rows hold one row per split, enough
+                  for 0/1 metrics), or "seed" (such older runs' continuous metrics: only their
+                  per-split mean, so only the runs are resampled; each run weighs by its facts)
   seeds           per run [graph seed, pretraining seed, edit-set seed, method seed] (`seed_fields`)
   runs            the run directories, in the order given
   per_run_after   each run's own `after`
@@ -107,7 +106,9 @@ def _units_of(rows: list[dict], metric: str, field: str, summary_n: int):
   if all(isinstance(r["edit"], int) for r in rows):  # independent: a row per edit, weighted by its rows
     return (np.array([r[field] for r in rows], np.float64), np.array([r["n"] for r in rows], np.float64),
             "edit")
-  (row,) = rows  # batch/sequential: one row for the whole split (one delta)
+  if all("fact" in r for r in rows):  # batch/sequential: a row per fact (one delta for all of them)
+    return np.array([r[field] for r in rows], np.float64), np.ones(len(rows)), "fact"
+  (row,) = rows  # batch/sequential runs written before per-fact rows: one row for the whole split
   mean, n = row[field], int(row["n"])
   count = mean * n if math.isfinite(mean) else math.nan
   if metric in BINARY_METRICS and abs(count - round(count)) < 1e-6 * max(n, 1):

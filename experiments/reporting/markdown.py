@@ -5,10 +5,11 @@ written into `out`) and `kind_of(folder)`. The binary only parses flags; tests a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import pathlib
+
+from data_gen.common import digest
 
 HEADLINE = ("exact_match", "exact_match_old", "efficacy", "logprob_new", "logprob_old",
             "token_accuracy_teacher_forced", "rank")
@@ -261,10 +262,10 @@ def build(results: list[pathlib.Path], out: pathlib.Path) -> str:
     path, config, info = u["path"], u["config"], u["info"]
     described = []
     for m in u["members"]:
-      digest = (hashlib.sha256((m["path"] / "config.json").read_bytes()).hexdigest()[:12]
-                if m["config"] else "?")
+      # the hash every row of its results.jsonl carries (config_hash): of the resolved config
+      config_hash = digest.json_digest(m["config"], 16) if m["config"] else "?"
       described.append(f"`{m['path'].name}` (seeds: config {m['config'].get('seed')}, edit set "
-                       f"{m['config'].get('edit_set_seed')}; config hash {digest}; wall "
+                       f"{m['config'].get('edit_set_seed')}; config hash {config_hash}; wall "
                        f"{m['info'].get('wall_s', float('nan')):.1f} s on {m['info'].get('device')})")
     title = (f"## Edit runs pooled over {len(u['members'])} seeds: `{path.name}` ..." if len(u["members"]) > 1
              else f"## Edit run `{path.name}`")

@@ -317,7 +317,8 @@ def test_edit_run_writes_results_summary_and_resumes(tiny_run, tmp_path):
   assert summary["edited"]["exact_match"]["after"] >= 0.75 and summary["edited"]["exact_match"]["before"] == 0
   assert summary["edited"]["exact_match"]["n"] == 4
   for split, by_metric in summary.items():
-    assert set(by_metric) == set(edit_metrics.METRICS)
+    # every metric; locality splits also what the model knew and still knows (kept_conditioned)
+    assert set(by_metric) == set(edit_metrics.METRICS) | (set() if split == "edited" else {modes.KEPT})
     for v in by_metric.values():
       assert set(v) >= {"before", "after", "n", "before_ci", "after_ci"} and v["ci_unit"] == "edit"
       for point, (low, high) in ((v["before"], v["before_ci"]), (v["after"], v["after_ci"])):
@@ -334,6 +335,13 @@ def test_edit_run_writes_results_summary_and_resumes(tiny_run, tmp_path):
   rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
   assert {r["edit"] for r in rows if r["split"] == "edited"} == {0, 1, 2, 3}
   assert len({r["config_hash"] for r in rows}) == 1 and {r["seed"] for r in rows} == {0}
+  # kept_conditioned: of the locality facts known before, the share known after; never more than that split's
+  known = summary["reg_data"][modes.KEPT]
+  assert known["before"] == 1.0 and 0 <= known["after"] <= 1 and 0 < known["pairs"]
+  # The report names the run by the same hash as its rows (of the same resolved config).
+  from experiments.reporting import markdown  # pylint: disable=g-import-not-at-top
+  (tmp_path / "report").mkdir()
+  assert f"config hash {rows[0]['config_hash']};" in markdown.build([work], tmp_path / "report")
   assert sorted(p.name for p in (work / "deltas").iterdir()) == ["chunk_000000", "chunk_000002"]
   loaded = deltas.load(work / "deltas" / "chunk_000002")
   assert jax.tree.leaves(loaded)[0].shape[0] == 2  # one delta per edit of the chunk
