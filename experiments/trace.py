@@ -27,6 +27,9 @@ _NUM = flags.DEFINE_integer("num_probes", 100, "Subjects traced.")
 _REL = flags.DEFINE_integer("relationship", 0, "Relationship of the traced facts.")
 _NOISE = flags.DEFINE_float("noise", 3.0, "Noise scale in standard deviations of the embedding table (ROME: 3).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the probe draw and the noise.")
+_SAMPLES = flags.DEFINE_integer("samples", 1, "Noise draws per probe, probabilities averaged (ROME's code: 10).")
+_WINDOW = flags.DEFINE_integer("window", 1, "MLP / attention layers restored at once around each layer "
+                               "(ROME's code: 10).")
 flags.mark_flags_as_required(["pretrained", "workdir"])
 
 
@@ -34,9 +37,13 @@ def main(argv):
   fail = config_cli.fail
   if len(argv) > 1:
     fail(f"unexpected positional arguments {argv[1:]}: options are --pretrained=DIR, --workdir=DIR, "
-         "--num_probes=N, --relationship=R, --noise=X, --seed=S")
+         "--num_probes=N, --relationship=R, --noise=X, --seed=S, --samples=K, --window=W")
   if _NUM.value < 1:
     fail(f"--num_probes: must be >= 1, got {_NUM.value}")
+  if _SAMPLES.value < 1:
+    fail(f"--samples: must be >= 1, got {_SAMPLES.value}")
+  if _WINDOW.value < 1:
+    fail(f"--window: must be >= 1, got {_WINDOW.value}")
   if not (math.isfinite(_NOISE.value) and _NOISE.value > 0):
     fail(f"--noise: must be a finite number > 0, got {_NOISE.value}")
   workdir = pathlib.Path(_WORKDIR.value)
@@ -66,7 +73,8 @@ def main(argv):
   prompt, answer, subject, last_subject = prompt[ok], answer[ok], subject[ok], last_subject[ok]
   if not len(prompt):
     fail(f"--relationship: the model answers none of the {len(heads)} traced facts of relationship {_REL.value}")
-  eff = tracing.mean_effects(params, cfg, prompt, subject, answer, jax.random.key(_SEED.value), _NOISE.value)
+  eff = tracing.mean_effects(params, cfg, prompt, subject, answer, jax.random.key(_SEED.value), _NOISE.value,
+                             samples=_SAMPLES.value, window=_WINDOW.value)
   out = {"num_probes": int(len(prompt)), "num_drawn": int(len(heads)), "relationship": _REL.value,
          "noise_std": eff["noise_std"], "positions": prompt.shape[1],
          "subject_last_position": sorted(set(last_subject.tolist())), "components": {},

@@ -225,6 +225,8 @@ ROWS = [
     (TRACE, T, "--pretrained"),  # an empty folder is not a pretraining work dir
     (TRACE, [*T, "--num_probes=0"], "--num_probes"),
     (TRACE, [*T, "--noise=nan"], "--noise"),
+    (TRACE, [*T, "--samples=0"], "--samples"),
+    (TRACE, [*T, "--window=0"], "--window"),
     (TRACE, ["--pretrained={empty}", "--workdir={data}"], "--workdir"),  # exists: traces are not resumed
     (TRACE, [*T, "extra"], "extra"),
     (TRACE, [*T, "--nosuch=1"], "nosuch"),

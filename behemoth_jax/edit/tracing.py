@@ -4,8 +4,9 @@ For a prompt whose next token is the answer: run it clean; run it with Gaussian 
 subject's token embeddings (scale = `noise` x the standard deviation of the embedding table's entries;
 ROME uses 3), which destroys the answer; then, one (layer, position) at a time, put back the clean value
 of one component there and record the answer's probability. Components: "residual" (the stream entering
-the layer), "mlp" / "attn" (the layer's MLP / attention output; ROME restores a window of ~10 layers for
-those, here one layer). Indirect effect = restored probability - corrupted probability.
+the layer), "mlp" / "attn" (the layer's MLP / attention output; `window` layers restored around the layer,
+ROME's code: 10, l - 5 .. l + 4; default here 1). Indirect effect = restored probability - corrupted
+probability, each averaged over `samples` noise draws per probe (ROME's code: 10; default here 1).
 
 Everything for one component runs in one jitted program: vmapped over positions (and probes), the layers
 unrolled (each layer's patch is a different hook of the forward). The noise is drawn once per probe and is
@@ -30,13 +31,18 @@ def embedding_std(params) -> float:
   return float(np.std(np.asarray(params["embed"]["embedding"])))
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "component"))
+def window_layers(layer: int, window: int, num_layers: int) -> range:
+  """The layers restored for `layer` with a window of `window` (ROME's trace_important_window)."""
+  return range(max(0, layer - window // 2), min(num_layers, layer - (-window // 2)))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "component", "window"))
 def trace(params, tokens_BxT, subject_BxT, answer_B, noise_BxTxD, cfg: model.ModelConfig,
-          component: str = "residual"):
+          component: str = "residual", window: int = 1):
   """(clean p [B], corrupted p [B], restored p [B, L, T]): the answer's probability at the last position.
 
   subject_BxT: bool, the tokens whose embeddings are corrupted; noise_BxTxD: already scaled (it is masked
-  to the subject here).
+  to the subject here). window: for "mlp" / "attn", the layers restored together around each layer.
   """
   B, T = tokens_BxT.shape
   last = jnp.full((B, 1), T - 1, jnp.int32)
@@ -52,7 +58,8 @@ def trace(params, tokens_BxT, subject_BxT, answer_B, noise_BxTxD, cfg: model.Mod
 
   def restored_at(layer, position):
     mask = jnp.broadcast_to(jnp.arange(T)[None, :] == position, (B, T))
-    iv = model.Interventions(embed_add=noise, patch={(component, layer): (mask, captured[layer])})
+    layers = [layer] if component == "residual" else window_layers(layer, window, cfg.num_layers)
+    iv = model.Interventions(embed_add=noise, patch={(component, l): (mask, captured[l]) for l in layers})
     return prob(model.apply(params, tokens_BxT, cfg, head_positions=last, interventions=iv))
 
   per_layer = [jax.vmap(functools.partial(restored_at, l))(jnp.arange(T)) for l in range(cfg.num_layers)]
@@ -84,17 +91,21 @@ def known(params, cfg: model.ModelConfig, prompt_NxP, answer_N) -> np.ndarray:
 
 
 def mean_effects(params, cfg: model.ModelConfig, prompt_NxP, subject_NxP, answer_N, key, noise: float = 3.0,
-                 components=COMPONENTS) -> dict:
+                 components=COMPONENTS, samples: int = 1, window: int = 1) -> dict:
   """Per component, the indirect effect (restored - corrupted probability) averaged over the probes
-  (float64 [L, P]) and its standard error; plus the clean and corrupted mean probabilities. One noise draw
-  per probe (`noise` x the embedding table's standard deviation), the same for every restoration."""
+  (float64 [L, P]) and its standard error; plus the clean and corrupted mean probabilities. Each probe's
+  probabilities are averaged over `samples` noise draws (`noise` x the embedding table's standard
+  deviation), the same draws for every restoration; "mlp" / "attn" restore `window` layers at once."""
   N, P = prompt_NxP.shape
   scale = noise * embedding_std(params)
-  z = draw_noise(key, (N, P, cfg.width), scale)
-  out = {"num_probes": int(N), "noise_std": scale, "components": {}}
+  zs = [draw_noise(k, (N, P, cfg.width), scale) for k in jax.random.split(key, samples)] if samples > 1 else [
+      draw_noise(key, (N, P, cfg.width), scale)]  # one draw: the key itself, as before samples existed
+  out = {"num_probes": int(N), "noise_std": scale, "samples": int(samples), "window": int(window),
+         "components": {}}
   for component in components:
-    clean, corrupted, restored = (np.asarray(x, np.float64) for x in trace(
-        params, prompt_NxP, subject_NxP, answer_N, z, cfg, component))
+    runs = [[np.asarray(x, np.float64) for x in trace(params, prompt_NxP, subject_NxP, answer_N, z, cfg,
+                                                         component, window)] for z in zs]
+    clean, corrupted, restored = (np.mean(parts, axis=0) for parts in zip(*runs))
     effect = restored - corrupted[:, None, None]  # [N, L, P]
     sem = effect.std(0, ddof=1) / np.sqrt(N) if N > 1 else np.zeros_like(effect[0])
     out["components"][component] = {"mean": effect.mean(0), "sem": sem}

@@ -448,6 +448,36 @@ def test_causal_tracing_finds_the_position_made_to_matter(tiny_random):
     np.testing.assert_allclose(np.asarray(restored_m)[b, :, :where[b]], corrupted_m[b], rtol=1e-5)
 
 
+def test_tracing_window_and_noise_samples_as_the_reference(tiny_random):
+  """window: ROME's trace_important_window range (l - w//2 .. l - (-w//2), cut at the edges); a window
+  covering every layer restores every MLP at once, so every layer's effect is the same; samples: the
+  probabilities are averaged over that many draws (1 draw: the key itself, as before the option)."""
+  from behemoth_jax.edit import tracing  # pylint: disable=g-import-not-at-top
+  assert list(tracing.window_layers(5, 10, 48)) == list(range(0, 10))
+  assert list(tracing.window_layers(20, 10, 48)) == list(range(15, 25))
+  assert list(tracing.window_layers(46, 10, 48)) == list(range(41, 48))
+  assert list(tracing.window_layers(3, 1, 4)) == [3]
+  params, cfg, _ = tiny_random
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(0, cfg.vocab_size, (4, 7)).astype(np.int32)
+  subject = np.zeros((4, 7), bool)
+  subject[:, 2] = True
+  answer = np.asarray(model.forward(params, tokens, cfg)[:, -1].argmax(-1))
+  one = tracing.mean_effects(params, cfg, tokens, subject, answer, jax.random.key(0), components=("mlp",))
+  again = tracing.mean_effects(params, cfg, tokens, subject, answer, jax.random.key(0), components=("mlp",),
+                               samples=1, window=1)
+  np.testing.assert_array_equal(one["components"]["mlp"]["mean"], again["components"]["mlp"]["mean"])
+  every = tracing.mean_effects(params, cfg, tokens, subject, answer, jax.random.key(0), components=("mlp",),
+                               window=2 * cfg.num_layers)["components"]["mlp"]["mean"]
+  for l in range(1, cfg.num_layers):
+    np.testing.assert_allclose(every[l], every[0], rtol=1e-6, atol=1e-9)
+  ten = tracing.mean_effects(params, cfg, tokens, subject, answer, jax.random.key(0), components=("mlp",),
+                             samples=10)
+  z = [tracing.draw_noise(k, (4, 7, cfg.width), ten["noise_std"]) for k in jax.random.split(jax.random.key(0), 10)]
+  corrupted = np.mean([np.asarray(tracing.trace(params, tokens, subject, answer, zi, cfg, "mlp")[1]) for zi in z], 0)
+  assert ten["corrupted_p"] == pytest.approx(float(corrupted.mean()), rel=1e-6)
+
+
 @pytest.mark.slow
 def test_trace_binary_writes_effects_heatmaps_and_a_layer(tiny_run, tmp_path):
   import json, os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
