@@ -443,3 +443,24 @@ def test_independent_edits_sharded_over_four_fake_devices_match_one(tiny_run, tm
       for k in ("before", "after", "before_ci", "after_ci"):
         np.testing.assert_allclose(one[split][metric][k], four[split][metric][k], rtol=1e-4, atol=1e-4)
   shutil.rmtree(tmp_path / "one")
+
+
+def test_batch_mode_writes_one_row_per_fact_and_pools_from_them(tiny_run, tmp_path):
+  """One delta for every fact: results.jsonl holds a row per fact, split and metric, whose means are the
+  summary's, so intervals can be recomputed (and pooled) from the rows alone."""
+  from behemoth_jax.evaluate import pooling  # pylint: disable=g-import-not-at-top
+  work = tmp_path / "batch"
+  summary = runner.run(_edit_config(mode="batch"), tiny_run, work)
+  rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
+  for split, by_metric in summary.items():
+    for metric in edit_metrics.METRICS:
+      mine = [r for r in rows if r["split"] == split and r["metric"] == metric]
+      assert len(mine) == by_metric[metric]["n"] and all(r["edit"] == "batch" and r["n"] == 1 for r in mine)
+      assert sorted(r["fact"] for r in mine) == list(range(len(mine)))
+      after = np.array([r["after"] for r in mine])
+      assert np.nanmean(after) == pytest.approx(by_metric[metric]["after"], nan_ok=True)
+  pooled = pooling.pool_runs([work])
+  assert pooled["reg_data"]["exact_match"]["ci_unit"] == "seed, then fact"
+  assert pooled["reg_data"]["exact_match"]["after"] == pytest.approx(summary["reg_data"]["exact_match"]["after"])
+  known = summary["reg_data"][modes.KEPT]
+  assert known["n"] <= known["of"] == summary["reg_data"]["exact_match"]["n"]
