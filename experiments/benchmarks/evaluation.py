@@ -9,6 +9,9 @@ r"""Evaluation speed: facts scored per second on a 100,000-fact graph, and the c
   exact match + answer log-probability + teacher-forced token accuracy (edit_metrics.answer_scores), both
   a host loop over jitted chunks; eval_scores_one_call: the same scores for every fact in one jitted call
   (edit_metrics.make_all_facts_scores, lax.map over chunks). Compile excluded; best of `repeats`.
+- eval_shared_cost: seconds the locality sets add to 100 independent edits at eval_shared 32 (the old
+  default) and 500 (the default since issue 19: a 99% figure's 95% interval within about +-1 point),
+  derived from eval_scores' rate in the same run (the edit binary scores under each edit's delta).
 - oracle_retrain_small: wall time of one from-scratch retrain of the `small` config (the oracle's
   training; its evaluation is a few seconds more), on the dataset with 100 facts removed.
 """
@@ -72,6 +75,13 @@ def run(quick: bool, eval_only: bool = False) -> list[dict]:
     best = min(best, time.perf_counter() - t0)
   rows.append({"name": "eval_scores_one_call", "facts": int(len(prompt)), "chunk": CHUNK,
                "backend": jax.default_backend(), "facts_per_s": len(prompt) / best})
+  # What the locality sets cost an independent edit (every unlinked split scores eval_shared rows under the
+  # edit's own delta): derived from this run's eval_scores rate, for the old and the new default.
+  rate = rows[1]["facts_per_s"]
+  unlinked = 3  # reg_data, with_same_rel, with_same_value (same_edges_diff_rel is linked: the subject's own)
+  rows.append({"name": "eval_shared_cost", "derived_from": "eval_scores facts_per_s of this run",
+               "unlinked_splits": unlinked,
+               **{f"s_per_100_edits_eval_shared_{n}": round(100 * n * unlinked / rate, 3) for n in (32, 500)}})
   if eval_only:
     return rows
   # One oracle retrain (small config; quick: tiny with 100 steps).

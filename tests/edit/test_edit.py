@@ -464,3 +464,11 @@ def test_batch_mode_writes_one_row_per_fact_and_pools_from_them(tiny_run, tmp_pa
   assert pooled["reg_data"]["exact_match"]["after"] == pytest.approx(summary["reg_data"]["exact_match"]["after"])
   known = summary["reg_data"][modes.KEPT]
   assert known["n"] <= known["of"] == summary["reg_data"]["exact_match"]["n"]
+
+
+@pytest.mark.parametrize("name", ["lora", "ft", "rome", "npo"])
+def test_default_locality_sets_are_large_enough_for_a_3_point_interval(name):
+  """A locality figure near 99% needs its 95% interval within +-3 points (issue 19): the default shared
+  locality set must hold enough facts (32, the old default, gave +-3.4)."""
+  n = edit_configs.get_config(name).eval_shared
+  assert 1.96 * np.sqrt(0.99 * 0.01 / n) <= 0.03 and 1.96 * np.sqrt(0.9 * 0.1 / n) <= 0.03
