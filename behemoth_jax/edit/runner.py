@@ -345,18 +345,18 @@ def _whole_split_rows(evals, before, after, label: str, seed: int = 0):
       summary.setdefault(skey, {})[metric] = {"before": _mean_or_nan(b), "after": _mean_or_nan(a),
                                               "n": int(len(b)), "before_ci": _ci(b, seed=seed),
                                               "after_ci": _ci(a, seed=seed), "ci_unit": "fact"}
-    if s.name != "edited" and "exact_match" in before[s.key]:
-      known = before[s.key]["exact_match"] == 1
-      a = after[s.key]["exact_match"][known]
-      summary[skey][modes.KEPT] = {"before": 1.0 if known.any() else float("nan"), "after": _mean_or_nan(a),
-                                   "n": int(known.sum()), "of": int(len(known)),
-                                   "before_ci": [1.0, 1.0] if known.any() else _ci(a, seed=seed),
-                                   "after_ci": _ci(a, seed=seed), "ci_unit": "fact"}
       if s.key in qualified:  # ripple scored only where the prerequisites were known before the edit
         q = qualified[s.key]
         summary[skey][f"{metric}_conditioned"] = {
             "before": _mean_or_nan(b[q]), "after": _mean_or_nan(a[q]), "n": int(q.sum()), "of": int(len(q)),
             "before_ci": _ci(b[q], seed=seed), "after_ci": _ci(a[q], seed=seed), "ci_unit": "fact"}
+    if s.name != "edited" and "exact_match" in before[s.key]:  # locality of what the model knew
+      known = before[s.key]["exact_match"] == 1
+      still = after[s.key]["exact_match"][known]
+      summary[skey][modes.KEPT] = {"before": 1.0 if known.any() else float("nan"), "after": _mean_or_nan(still),
+                                   "n": int(known.sum()), "of": int(len(known)),
+                                   "before_ci": [1.0, 1.0] if known.any() else _ci(still, seed=seed),
+                                   "after_ci": _ci(still, seed=seed), "ci_unit": "fact"}
   return rows, summary
 
 
