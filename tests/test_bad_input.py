@@ -124,6 +124,7 @@ ROWS = [
     (PRE, [*P, "extra"], "extra"),
     # --- experiments.pretrain: numbers ---
     (PRE, [*P, "--config.learning_rate=nan"], "--config.learning_rate"),
+    (PRE, [*P, "--config.schedule_steps=1"], "--config.schedule_steps"),  # shorter than total_steps
     (PRE, [*P, "--config.learning_rate=-1"], "--config.learning_rate"),
     (PRE, [*P, "--config.learning_rate=inf"], "--config.learning_rate"),
     (PRE, [*P, "--config.model.width=-1"], "--config.model.width"),

@@ -120,9 +120,14 @@ def model_config(config, vocab_size: int) -> model.ModelConfig:
 
 
 def optim_config(config) -> optim.OptimConfig:
+  """The optimizer of `config`; its schedule spans `schedule_steps` when set (a run that stops part way
+  through a longer schedule: the retrain oracle trains the pretrained run's steps on its schedule)."""
+  schedule_steps = int(config.get("schedule_steps", 0) or 0)
+  _require(schedule_steps == 0 or schedule_steps >= config.total_steps, "schedule_steps",
+           f"must be 0 (= total_steps) or >= total_steps {config.total_steps}, got {schedule_steps}")
   cfg = optim.OptimConfig(
       learning_rate=config.learning_rate, min_lr_ratio=config.min_lr_ratio,
-      warmup_steps=config.warmup_steps, total_steps=config.total_steps,
+      warmup_steps=config.warmup_steps, total_steps=schedule_steps or config.total_steps,
       weight_decay=config.weight_decay, b1=config.b1, b2=config.b2, grad_clip=config.grad_clip)
   cfg.validate()
   return cfg

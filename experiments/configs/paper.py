@@ -113,8 +113,8 @@ def get_config(arg: str = "rank,cpu") -> ml_collections.ConfigDict:
     c.methods = ("npo",) if tiny else ("ga", "graddiff", "npo", "refusal")
     c.num_edits = 4 if tiny else 100  # facts forgotten at once (batch mode)
     c.oracle_seeds = (0,)
-    # The oracle retrains the pretraining schedule; on `small` the facts are known by step ~300.
-    c.oracle_steps = 100 if tiny else 600
+    # 0: the oracle trains exactly the steps the pretrained run trained, on its schedule (issue 19).
+    c.oracle_steps = 0
   elif name == "capacity":
     # Exposures per fact in pretraining (a fixed budget, no early stop: the steps that show every fact
     # about that many times) and model width. On cpu a 50-subject graph keeps 1,000 exposures to minutes.

@@ -46,6 +46,9 @@ def _base() -> ml_collections.ConfigDict:
   c.batch_size = 64
   c.seq_len = 129  # tokens per row; the model sees seq_len - 1 inputs
   c.total_steps = 10_000
+  # Steps the learning-rate schedule spans (0: total_steps). Larger: the run stops part way through it (the
+  # retrain oracle trains exactly the steps a pretrained run trained, on that run's schedule).
+  c.schedule_steps = 0
   c.learning_rate = 1e-3
   c.min_lr_ratio = 0.1
   c.warmup_steps = 200

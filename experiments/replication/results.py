@@ -104,18 +104,21 @@ def pooled(run_dirs) -> dict:
 
 
 def _oracle_numbers(run_dirs) -> dict:
-  """forget_quality (KS p per run: the median over oracle seeds) and oracle_agreement on unrelated facts,
-  as oracle.run merged them into each unlearning run's summary.json."""
-  fq, agree = [], []
+  """forget_quality (TOFU: KS p of the per-fact truth ratios against the run's first oracle seed, one per run)
+  and oracle_agreement on unrelated facts, as oracle.run merged them into each unlearning run's summary.json."""
+  fq, fq_logprob, agree = [], [], []
   for d in run_dirs:
     s = json.loads((pathlib.Path(d) / "summary.json").read_text())
     for split in ("edited", "censored"):
       if "forget_quality" in s.get(split, {}):
         fq.append(s[split]["forget_quality"]["after"])
+        if "forget_quality_logprob" in s[split]:  # KS p of per-fact log P(old answer) (the earlier forget_quality)
+          fq_logprob.append(s[split]["forget_quality_logprob"]["after"])
         break
     if "oracle_agreement" in s.get("reg_data", {}):
       agree.append(s["reg_data"]["oracle_agreement"]["after"])
   return {"forget_quality": fq, "forget_quality_median": float(np.median(fq)) if fq else math.nan,
+          "forget_quality_logprob": fq_logprob,
           "oracle_agreement_reg_data": agree}
 
 
@@ -218,7 +221,7 @@ def reading(experiment: str, arms: list, summary: dict, info: dict) -> list[str]
     for a in by:
       o = summary[a].get("oracle", {})
       lines.append(f"{a}: still answers {_pct(_entry(by[a], 'edited', 'exact_match_old')['after'])}% of the forgotten "
-                   f"facts; forget quality (KS p against the oracle) median {o.get('forget_quality_median', math.nan):.3g}"
+                   f"facts; forget quality (KS p of truth ratios against the oracle) median {o.get('forget_quality_median', math.nan):.3g}"
                    f" over {len(o.get('forget_quality', []))} run(s); retains {_pct(_entry(by[a], 'reg_data', 'exact_match')['after'])}%"
                    " of unrelated facts.")
   elif experiment == "capacity":
@@ -418,7 +421,7 @@ def section(config, arms, summary, info, plots) -> str:
         out.append(f"| {a.name} | " + " | ".join(_cell(_entry(summary[a.name]['splits'], k, mt), 'before')
                                                 for k, mt, _ in befores) + " |")
   if e == "unlearning":
-    out += ["", "| method | forget quality per run (KS p vs oracle) | median |", "|---|---|---|"]
+    out += ["", "| method | forget quality per run (KS p of truth ratios vs oracle) | median over runs |", "|---|---|---|"]
     for a in arms:
       o = summary.get(a.name, {}).get("oracle")
       if o:

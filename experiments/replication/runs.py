@@ -272,7 +272,7 @@ def _unlearning(config, arm_list, pre, root_exp: pathlib.Path, runs: list, ran: 
             config, p, root_exp / "edit_sets" / f"s{seed}_e{e}_refusal", e, "refusal"))
         wd = root_exp / "runs" / arm.name / f"s{seed}_e{e}"
         summary = _edit(c, p, wd, ran)
-        if "forget_quality" not in summary.get("edited", {}):
+        if "forget_quality_logprob" not in summary.get("edited", {}):  # absent too where an older oracle wrote
           ran.append(str(o))
           retrain.run(p, edits, o, "remove", tuple(config.oracle_seeds), config.oracle_steps, unlearned_dir=wd)
         runs.append({"arm": arm.name, "seed": seed, "edit_seed": e, "dir": str(wd), "oracle": str(o)})
@@ -319,7 +319,8 @@ def validate(config, root: pathlib.Path) -> None:
       v = tuple(config[field])
       _need(len(v) > 0 and all(lo < x <= hi for x in v), field, f"must be shares in ({lo}, {hi}], got {v!r}")
   if "oracle_steps" in config:
-    _need(config.oracle_steps >= 1, "oracle_steps", f"must be >= 1, got {config.oracle_steps}")
+    _need(config.oracle_steps >= 0, "oracle_steps",
+          f"must be >= 0 (0: the steps the pretrained run trained), got {config.oracle_steps}")
   if "trace_probes" in config:
     _need(config.trace_probes >= 2, "trace_probes", f"must be >= 2 (a CI needs two), got {config.trace_probes}")
   if root.exists() and not root.is_dir():

@@ -41,7 +41,7 @@ def _ci(v: dict, key: str, pct: bool) -> str:
 
 
 def _is_pct(metric: str) -> bool:
-  return not (metric.startswith("logprob") or metric.startswith("rank") or metric == "forget_quality")
+  return not (metric.startswith("logprob") or metric.startswith("rank") or metric.startswith("forget_quality"))
 
 
 def summary_tables(summary: dict) -> list[str]:
@@ -130,10 +130,12 @@ def _oracle_lines(units: list) -> list[str]:
   lines = []
   if fq_rows:
     lines += ["## Forget quality and retain accuracy against the retrain oracle", "",
-              "forget quality: p-value of the two-sample KS test between per-fact log-probabilities of the "
-              "pre-edit answers of the edited facts under the model and under the oracle (remove: retrained "
-              "without those facts, TOFU's forget quality, high = indistinguishable from never having seen them; "
-              "remap: retrained with the new values); median over oracle seeds; before = the pretrained model. "
+              "forget quality (TOFU's): p-value of the two-sample KS test between the per-fact truth ratios "
+              "(mean over perturbed answers of P(perturbed)^(1/len) / P(paraphrased answer)^(1/len)) of the "
+              "edited facts under the model and under the oracle (remove: retrained without those facts, high = "
+              "indistinguishable from never having seen them; remap: retrained with the new values); against the "
+              "first oracle seed (summary.json lists every seed's p and, with two seeds, oracle vs oracle); "
+              "before = the pretrained model. "
               "Retain: greedy exact match after, on facts that must be kept [95% CI].", "",
               "| run | method | oracle | forget quality before | forget quality after | n | edited facts: old answer "
               "after | retain reg_data | retain same subject, other relationships | retain same relationship |",
@@ -324,9 +326,11 @@ def build(results: list[pathlib.Path], out: pathlib.Path) -> str:
                 f"mode {options['mode']} (the edited facts {'removed from' if options['mode'] == 'remove' else 'remapped in'} "
                 f"the corpus), training seeds {options['seeds']}, compared model: "
                 f"{options.get('unlearned') or 'the pretrained model itself (no edit; edit runs compared with this oracle carry their own forget_quality / oracle_agreement above)'}. "
-                "forget_quality = p-value of the two-sample KS test between per-fact log-probabilities of the pre-edit "
-                "answer under the compared model and under the oracle (TOFU; high = indistinguishable from never having "
-                "seen the facts); `before` = the pretrained model.", ""]
+                "forget_quality (TOFU) = p-value of the two-sample KS test between per-fact truth ratios (mean over "
+                "perturbed answers of P(perturbed)^(1/len) / P(paraphrased answer)^(1/len)) under the compared model "
+                "and under the oracle (high = indistinguishable from never having seen the facts); "
+                "forget_quality_logprob = the same test on per-fact log P(pre-edit answer); `after` = against the "
+                "first oracle seed, `before` = the pretrained model.", ""]
       lines += summary_tables(summary)
       fq = [(k, v["forget_quality"]) for k, v in summary.items() if "forget_quality" in v]
       if fq:
@@ -335,6 +339,8 @@ def build(results: list[pathlib.Path], out: pathlib.Path) -> str:
         ax.bar(range(len(v["per_seed"])), v["per_seed"], label="compared model")
         ax.bar(range(len(v["per_seed_before"])), v["per_seed_before"], alpha=0.5, label="pretrained")
         ax.axhline(0.05, color="k", lw=0.5)
+        if "oracle_vs_oracle" in v:
+          ax.axhline(v["oracle_vs_oracle"], color="g", ls="--", lw=0.8, label="oracle vs oracle")
         ax.set(yscale="log", xlabel="oracle seed", ylabel="KS p-value", title=f"forget quality ({k})")
         ax.legend()
         _savefig(fig, out / f"forget_quality_{i}.png")

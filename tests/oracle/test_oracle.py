@@ -92,6 +92,10 @@ def test_oracle_without_the_forgotten_facts_answers_them_at_chance_and_keeps_the
   assert summary["with_same_rel"]["oracle_exact_match"]["after"] >= 0.9
   fq = forget["forget_quality"]
   assert 0 <= fq["after"] <= 1 and fq["method"] == "exact" and fq["n"] == 4
+  assert fq["perturbed"] == 5 and fq["paraphrase_template"] == "remapping" and "truth ratio" in fq["definition"]
+  assert forget["forget_quality_logprob"]["n"] == 4 and "oracle_vs_oracle" not in fq  # one oracle seed
+  run = json.loads((tmp_path / "o" / "run.json").read_text())
+  assert run["pretrained_steps"] == run["oracle_steps"] == run["trained_steps"]["0"] == 300
   assert json.loads((tmp_path / "o" / "summary.json").read_text()) == summary
   assert chance == 0.125
 
@@ -161,7 +165,7 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   c.mode, c.steps, c.edit_set_dir = "batch", 5, str(tmp_path / "e")
   runner.run(c, tiny_run, tmp_path / "u")
   before = json.loads((tmp_path / "u" / "summary.json").read_text())
-  compared = retrain.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
+  compared = retrain.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0, 1], 10, tmp_path / "u")
   after = json.loads((tmp_path / "u" / "summary.json").read_text())
   assert set(after) == set(before)  # the engine's split keys, nothing renamed
   for split, by_metric in before.items():
@@ -170,11 +174,17 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
     assert after[split]["oracle_agreement"] == {**compared[split]["oracle_agreement"],
                                                 "oracle": str((tmp_path / "o").absolute())}
     assert 0 <= after[split]["oracle_agreement"]["after"] <= 1
-  fq = after["edited"]["forget_quality"]
-  assert 0 <= fq["after"] <= 1 and fq["n"] == 4 and len(fq["per_seed"]) == 1
-  assert "forget_quality" not in after["reg_data"]  # only the forget set has one
+  for metric in ("forget_quality", "forget_quality_logprob"):
+    fq = after["edited"][metric]
+    assert fq == {**compared["edited"][metric], "oracle": str((tmp_path / "o").absolute())}
+    assert 0 <= fq["after"] <= 1 and fq["n"] == 4 and len(fq["per_seed"]) == 2 and fq["after"] == fq["per_seed"][0]
+    assert 0 <= fq["oracle_vs_oracle"] <= 1 and fq["oracle_vs_oracle_seeds"] == [0, 1] and fq["definition"]
+    assert metric not in after["reg_data"]  # only the forget set has one
+  run = json.loads((tmp_path / "o" / "run.json").read_text())
+  assert run["oracle_steps"] == 10 and run["steps_option"] == 10 and run["pretrained_steps"] == 300
+  assert run["lr_schedule_total_steps"] == 300 and run["trained_steps"] == {"0": 10, "1": 10}
   first = (tmp_path / "u" / "summary.json").read_bytes()
-  retrain.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0], 10, tmp_path / "u")
+  retrain.run(tiny_run, tmp_path / "e", tmp_path / "o", "remove", [0, 1], 10, tmp_path / "u")
   assert (tmp_path / "u" / "summary.json").read_bytes() == first
   # The oracle's own summary (the pretrained model itself) uses the same keys.
   own = json.loads((tmp_path / "o" / "summary.json").read_text())
@@ -185,3 +195,81 @@ def test_oracle_writes_forget_quality_and_agreement_into_the_unlearned_runs_summ
   with pytest.raises(ValueError, match="--unlearned: .* edited other facts than --edits"):
     retrain.run(tiny_run, tmp_path / "e1", tmp_path / "o1", "remove", [0], 10, tmp_path / "u")
   assert not (tmp_path / "o1").exists()
+
+
+def test_truth_ratio_is_tofus_mean_perturbed_over_paraphrase_length_normalised():
+  """R = mean_k P(perturbed_k)^(1/len) / P(paraphrase)^(1/len), by hand: fact 0 (2-token answers):
+  perturbed 0.04, 0.16 -> 0.2, 0.4, mean 0.3; paraphrase 0.36 -> 0.6; R = 0.5. Fact 1: perturbed 0.25, 0.01
+  -> 0.5, 0.1, mean 0.3; paraphrase 0.09 -> 0.3; R = 1."""
+  from behemoth_jax.oracle import retrain
+  r = retrain.truth_ratios(np.log([[0.04, 0.16], [0.25, 0.01]]), 2, np.log([0.36, 0.09]), 2)
+  np.testing.assert_allclose(r, [0.5, 1.0], rtol=1e-12)
+  # Lengths normalise each probability separately: a 1-token paraphrase of P 0.6 gives the same 0.5.
+  np.testing.assert_allclose(retrain.truth_ratios(np.log([[0.04, 0.16]]), 2, np.log([0.6]), 1), [0.5], rtol=1e-12)
+  # Far-apart log-probabilities stay finite (log space).
+  assert np.isfinite(retrain.truth_ratios([[-2000.0, -2002.0]], 1, [-1990.0], 1)).all()
+
+
+def test_perturbed_values_are_other_values_of_the_fact_relationship(tiny):
+  from behemoth_jax.oracle import retrain
+  v = retrain.perturbed_values([0, 7, 3], [8, 8, 8])
+  np.testing.assert_array_equal(v, [[1, 2, 3, 5, 6], [0, 1, 2, 4, 5], [4, 5, 6, 0, 1]])
+  assert retrain.perturbed_values([0, 1], [3, 2]).shape == (2, 1)  # K <= the smallest relationship's count - 1
+  ds, es = tiny
+  forget = next(s for s in es.eval if s.name == "edited")
+  probes = retrain.truth_ratio_probes(forget, ds)
+  N, K = len(forget), probes["k"]
+  assert K == 5 and probes["template"] == "remapping"  # tiny's corpus: statements only, no questions, no inversion
+  prompt = probes["prompt"].reshape(K + 1, N, -1)
+  answer = probes["answer"].reshape(K + 1, N, -1)
+  assert (prompt == prompt[:1]).all()  # every answer is scored after the same prompt
+  np.testing.assert_array_equal(answer[0], forget.tokens(ds, answer="before")[1])  # the paraphrase: the true value
+  for j in range(K):
+    vals = probes["values"][:, j]
+    assert (vals != forget.before).all()
+    for i, (r, x) in enumerate(zip(forget.relationship, vals)):
+      assert (answer[j + 1, i] == ds.vocab.objects(int(r)).tokens(int(x))[0]).any()  # row i says value x
+      assert not (answer[j + 1, i] == ds.vocab.objects(int(r)).tokens(int(forget.before[i]))[0]).any()
+
+
+def test_forget_quality_reports_each_oracle_seed_and_oracle_vs_oracle():
+  """`after` is one KS p-value (against the first oracle seed), never the median of several."""
+  from behemoth_jax.evaluate import stats
+  from behemoth_jax.oracle import retrain
+  compared = np.arange(10.0)
+  oracles = [np.arange(10.0) + 100, np.arange(10.0) + 0.5, np.arange(10.0) + 5]
+  e = retrain.ks_entry(compared, compared + 100, oracles, [3, 7, 9])
+  expected = [stats.ks_2samp(compared, o).pvalue for o in oracles]
+  assert e["per_seed"] == expected and e["after"] == expected[0] and e["oracle_seeds"] == [3, 7, 9]
+  assert e["after"] != float(np.median(expected))
+  assert e["per_seed_before"] == [stats.ks_2samp(compared + 100, o).pvalue for o in oracles]
+  assert e["oracle_vs_oracle"] == stats.ks_2samp(oracles[0], oracles[1]).pvalue and e["oracle_vs_oracle_seeds"] == [3, 7]
+  assert e["oracle_vs_oracle"] < 1e-4 and e["n"] == 10  # these two oracles differ
+  one = retrain.ks_entry(compared, compared, oracles[:1], [0])
+  assert "oracle_vs_oracle" not in one and one["per_seed"] == [one["after"]]
+
+
+def test_oracle_trains_the_steps_the_pretrained_run_trained_on_its_schedule(tmp_path):
+  """(tiny) A pretrained run that stops early (target accuracy reached at step 10 of 40): the default oracle
+  trains 10 steps, not 40, on the 40-step learning-rate schedule, and run.json records both counts."""
+  import json
+  from behemoth_jax.oracle import retrain
+  from behemoth_jax.train import pretrained
+  from data_gen.edit_sets import edit_files
+  config = pretrain_configs.get_config("tiny")
+  config.progress, config.learning_rate, config.target_accuracy = False, 1e-2, 1e-3
+  config.eval_every = config.checkpoint_every = config.log_every = 10
+  summary = pretraining.run(config, tmp_path / "w")
+  assert summary["reached_target"] and summary["step"] == 10 < config.total_steps
+  ds = pretraining.load_dataset(config)
+  edit_files.write_edit_set(tmp_path / "e", build_edit_set(ds.graph, EditConfig(num_ft_overrides=4), seed=0), ds.vocab)
+  out = retrain.run(tmp_path / "w", tmp_path / "e", tmp_path / "o", "remove", [0], 0)
+  run = json.loads((tmp_path / "o" / "run.json").read_text())
+  assert run["pretrained_steps"] == run["oracle_steps"] == 10 == pretrained.latest_step(tmp_path / "o" / "seed_0")
+  assert run["lr_schedule_total_steps"] == run["pretrained_total_steps"] == 40 and run["early_stop"] is False
+  assert run["trained_steps"] == {"0": 10}
+  lr = lambda d: {r["step"]: r["learning_rate"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())  # noqa: E731
+                  if "learning_rate" in r}
+  assert lr(tmp_path / "o" / "seed_0") == lr(tmp_path / "w")  # the same schedule (a 10-step one decays sooner)
+  fq = out["edited"]["forget_quality"]
+  assert "truth ratio" in fq["definition"] and "log P" in out["edited"]["forget_quality_logprob"]["definition"]
