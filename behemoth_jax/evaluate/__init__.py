@@ -3,5 +3,6 @@ Knowledge evaluation during pretraining, per-row edit metrics, bootstrap interva
 pooling of runs that differ only in their seeds. Imports model/ only.
 
 Entry points: knowledge.evaluate (exact match in one teacher-forced pass); edit_metrics.row_metrics;
-stats.bootstrap_ci, stats.ks_2samp; pooling.pool_runs.
+stats.bootstrap_ci, stats.paired_diff_ci (arms on the same facts), stats.ks_2samp;
+pooling.pool_runs.
 """

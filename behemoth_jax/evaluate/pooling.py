@@ -6,12 +6,18 @@ editing engine's summary keys, split -> metric -> entry, with each entry
   n               distinct facts, summed over the runs (each run's summary `n`)
   units           how many units were resampled, summed over the runs
   before_ci, after_ci   [low, high]: stats.hierarchical_bootstrap_ci (seeds drawn with replacement, then
-                  units within each drawn seed), 1000 resamples, 95%
-  ci_unit         "seed, then edit" (independent mode: one row per edit, weighted by its linked rows, as
-                  the engine's own intervals), "seed, then fact" (batch/sequential mode: one row per
-                  fact and metric; runs written before per-fact rows hold one row per split, enough
-                  for 0/1 metrics), or "seed" (such older runs' continuous metrics: only their
-                  per-split mean, so only the runs are resampled; each run weighs by its facts)
+                  units within each drawn seed), 1000 resamples, 95%; with fewer than
+                  stats.MIN_SEEDS_TO_RESAMPLE (5) runs, units within each run only (every run kept once)
+  ci_unit         what was resampled: "seed, then edit" (independent mode: one row per edit, weighted by
+                  its linked rows, as the engine's own intervals), "seed, then fact" (batch/sequential
+                  mode: one row per fact and metric; runs written before per-fact rows hold one row per
+                  split, enough for 0/1 metrics), or "seed" (such older runs' continuous metrics: only
+                  their per-split mean, so only the runs are resampled; each run weighs by its facts).
+                  Fewer than 5 runs: "edit within each seed (2 seeds: too few to resample seeds)" (or
+                  fact; "edit (1 seed)" for one run): the spread between seeds is then NOT in the
+                  interval, which covers the mean over these seeds' units, not over seeds; with "seed"
+                  units there is no level below, so the interval stays over the runs and says
+                  "seed (2 seeds: too few for a reliable interval)"
   seeds           per run [graph seed, pretraining seed, edit-set seed, method seed] (`seed_fields`)
   runs            the run directories, in the order given
   per_run_after   each run's own `after`
@@ -117,6 +123,17 @@ def _units_of(rows: list[dict], metric: str, field: str, summary_n: int):
   return np.array([mean]), np.array([float(summary_n or n)]), None
 
 
+def ci_unit(unit: str | None, num_seeds: int) -> str:
+  """What the pooled interval of `num_seeds` runs resampled, for units `unit` ("edit", "fact" or None:
+  one mean per run), as stats.hierarchical_bootstrap_ci does it (see the module docstring)."""
+  enough = num_seeds >= stats.MIN_SEEDS_TO_RESAMPLE
+  if unit is None:
+    return "seed" if enough else f"seed ({num_seeds} seed{'s' if num_seeds > 1 else ''}: too few for a reliable interval)"
+  if enough:
+    return f"seed, then {unit}"
+  return f"{unit} (1 seed)" if num_seeds == 1 else f"{unit} within each seed ({num_seeds} seeds: too few to resample seeds)"
+
+
 def pool_runs(run_dirs: Sequence[str | os.PathLike]) -> dict:
   """split -> metric -> pooled entry (see the module docstring) over the edit runs in `run_dirs`."""
   dirs = [pathlib.Path(d) for d in run_dirs]
@@ -161,11 +178,14 @@ def pool_runs(run_dirs: Sequence[str | os.PathLike]) -> dict:
     n_facts = sum(int(s.get(split, {}).get(metric, {}).get("n", 0)) for _, s in present)
     for field in ("before", "after"):
       parts = [_units_of(rows, metric, field, s.get(split, {}).get(metric, {}).get("n", 0)) for rows, s in present]
-      point, low, high = stats.hierarchical_bootstrap_ci([v for v, _, _ in parts], [w for _, w, _ in parts],
-                                                         num_resamples=NUM_RESAMPLES, seed=0)
-      entry[field], entry[f"{field}_ci"] = point, [low, high]
       unit = parts[0][2]
-      entry["ci_unit"] = f"seed, then {unit}" if unit else "seed"
+      # Only per-run means (unit None): no level below the runs, so the runs are always resampled.
+      ci = stats.hierarchical_bootstrap_ci([v for v, _, _ in parts], [w for _, w, _ in parts],
+                                           num_resamples=NUM_RESAMPLES, seed=0, min_seeds=1 if unit is None else
+                                           stats.MIN_SEEDS_TO_RESAMPLE)
+      entry[field], entry[f"{field}_ci"] = ci[0], [ci[1], ci[2]]
+      seeds_with_units = sum(bool((np.isfinite(v) & (w > 0)).any()) for v, w, _ in parts)
+      entry["ci_unit"] = ci_unit(unit, seeds_with_units)
       entry["units"] = int(sum(v.size for v, _, _ in parts)) if unit else len(parts)
     entry["n"] = n_facts or entry["units"]
     entry["per_run_after"] = [_weighted_nanmean(*_units_of(rows, metric, "after", 0)[:2]) for rows, _ in present]

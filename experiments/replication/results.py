@@ -95,7 +95,7 @@ def pooled(run_dirs) -> dict:
         continue
       v = {f: np.array([s[split][metric][f] for s in summaries], np.float64) for f in ("before", "after")}
       n = np.array([s[split][metric]["n"] for s in summaries], np.float64)
-      e = {"n": int(n.sum()), "ci_unit": "run"}
+      e = {"n": int(n.sum()), "ci_unit": "run", "runs": len(summaries)}
       for f in ("before", "after"):
         point, lo, hi = stats.hierarchical_bootstrap_ci([v[f]], [n])
         e[f], e[f"{f}_ci"] = point, [lo, hi]
@@ -128,6 +128,15 @@ def _entry(summary: dict, split: str, metric: str) -> dict | None:
 
 def _pct(x) -> str:
   return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _few_runs(tree) -> bool:
+  """Whether any interval over runs (ci_unit "run") in `tree` rests on fewer than 5 runs."""
+  if isinstance(tree, dict):
+    if tree.get("ci_unit") == "run" and tree.get("runs", stats.MIN_SEEDS_TO_RESAMPLE) < stats.MIN_SEEDS_TO_RESAMPLE:
+      return True
+    return any(_few_runs(v) for v in tree.values())
+  return False
 
 
 def _cell(e: dict | None, field: str = "after") -> str:
@@ -429,7 +438,9 @@ def section(config, arms, summary, info, plots) -> str:
                    f"{o['forget_quality_median']:.3g} |")
   if any("†" in line for line in out):
     out += ["", "† an interval over the runs only: per-edit values of this metric are not in the runs' "
-                "results.jsonl (conditioned ripple metrics), so edits could not be resampled."]
+                "results.jsonl (conditioned ripple metrics), so edits could not be resampled"
+                + ("; over fewer than 5 runs such an interval is not reliable (stats.MIN_SEEDS_TO_RESAMPLE)."
+                   if _few_runs(summary) else ".")]
   out += ["", "**What the numbers say** (computed from the table by fixed rules):", ""]
   out += [l if l.startswith("- ") else f"- {l}" for l in reading(e, arms, summary, info)]
   out += [""] + [f"![{p}](figures/{p})" for p in plots] + [""]

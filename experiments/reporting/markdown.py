@@ -249,7 +249,9 @@ def build(results: list[pathlib.Path], out: pathlib.Path) -> str:
            "Every number: the point estimate, then its percentile bootstrap 95% interval in brackets, and n "
            "(distinct facts). `resampled` says what the bootstrap drew with replacement: edits (independent mode, "
            "each its own delta) or facts (batch/sequential: one delta); runs that differ only in seeds are pooled "
-           "and resampled seeds first, then edits or facts within each drawn seed. exact_match is greedy decoding "
+           "and resampled seeds first, then edits or facts within each drawn seed (fewer than 5 seeds: edits or "
+           "facts within each seed only, as `resampled` says; the spread between seeds is then not in the "
+           "interval). exact_match is greedy decoding "
            "of the whole answer (the headline); token_accuracy_teacher_forced gives partial credit and is not the "
            "headline.", ""]
   edits = []

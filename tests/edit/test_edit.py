@@ -460,7 +460,7 @@ def test_batch_mode_writes_one_row_per_fact_and_pools_from_them(tiny_run, tmp_pa
       after = np.array([r["after"] for r in mine])
       assert np.nanmean(after) == pytest.approx(by_metric[metric]["after"], nan_ok=True)
   pooled = pooling.pool_runs([work])
-  assert pooled["reg_data"]["exact_match"]["ci_unit"] == "seed, then fact"
+  assert pooled["reg_data"]["exact_match"]["ci_unit"] == "fact (1 seed)"
   assert pooled["reg_data"]["exact_match"]["after"] == pytest.approx(summary["reg_data"]["exact_match"]["after"])
   known = summary["reg_data"][modes.KEPT]
   assert known["n"] <= known["of"] == summary["reg_data"]["exact_match"]["n"]

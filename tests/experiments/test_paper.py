@@ -107,3 +107,11 @@ def test_the_capacity_reading_moves_one_factor_at_a_time():
   assert "- lora, 100 exposures: edit takes: width 64 20.0% vs width 128 25.0%, not distinguishable " \
          "(intervals overlap)." in lines
   assert len(lines) == 1 + 2 * 4  # the ranking, then per method 2 exposure and 2 width pairs
+
+
+def test_run_level_intervals_over_fewer_than_five_runs_are_flagged():
+  """An interval over runs only (†) says so when it rests on fewer than 5 runs (issue 19)."""
+  few = {"arm": {"splits": {"s": {"m": {"ci_unit": "run", "runs": 2}}}}}
+  enough = {"arm": {"splits": {"s": {"m": {"ci_unit": "run", "runs": 6}}}}}
+  assert results._few_runs(few) and not results._few_runs(enough)  # pylint: disable=protected-access
+  assert not results._few_runs({"arm": {"splits": {"s": {"m": {"ci_unit": "seed, then edit"}}}}})  # pylint: disable=protected-access

@@ -60,10 +60,12 @@ def test_report_pools_seeds_draws_target_and_trace_heatmaps_with_the_same_bytes(
     texts.append(report.build(runs, tmp_path / name))
   text = texts[0]
   assert texts[1] == text
-  # One pooled section and table row for the two seeds: n summed, resampled seeds then edits.
+  # One pooled section and table row for the two seeds: n summed; two seeds are too few to resample, so
+  # edits are resampled within each seed and the table says so.
   assert "## Edit runs pooled over 2 seeds: `s0` ..." in text
   assert "## Edit run `s0`" not in text and "## Edit run `s1`" not in text
-  assert "| exact_match | 0.0% [0.0%, 0.0%] | 57.1% [" in text and "| 7 | seed, then edit |" in text
+  assert "| exact_match | 0.0% [0.0%, 0.0%] | 57.1% [" in text
+  assert "| 7 | edit within each seed (2 seeds: too few to resample seeds) |" in text
   pngs = sorted(p.name for p in (tmp_path / "a").glob("*.png"))
   assert pngs == sorted(["efficacy_locality.png", "accuracy_rank.png", "targets_per-layer_0.png", "targets_per-block_1.png",
                          "trace_7.png"]), pngs
