@@ -15,15 +15,7 @@ import dataclasses
 import numpy as np
 
 from behemoth_jax.edit import edit_rows, modes
-from data_gen.world import corpus as corpus_lib
 from data_gen.world.vocab import PAD
-
-
-def _documents(dataset, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Documents `index` as (tokens [n, D], lengths [n]), their kept tokens first (as Dataset.documents)."""
-  tokens, lengths = corpus_lib.render_padded_documents(dataset.tables, index.astype(np.uint32), np)
-  left = np.argsort(tokens == PAD, axis=1, kind="stable")
-  return np.take_along_axis(tokens, left, axis=1), lengths
 
 
 def with_context_prefixes(plan: modes.IndependentPlan, dataset, count: int, seed: int,
@@ -39,7 +31,7 @@ def with_context_prefixes(plan: modes.IndependentPlan, dataset, count: int, seed
   E = len(edit_idx)
   rng = np.random.default_rng(seed)
   draws = rng.integers(0, dataset.num_documents, (F, count * E, 4))  # spares for redraws
-  docs, lengths = _documents(dataset, draws.reshape(-1))
+  docs, lengths = dataset.documents_at(draws.reshape(-1))
   docs = docs.reshape(F, count * E, 4, -1)
   lengths = lengths.reshape(F, count * E, 4)
   mentions = (docs == np.asarray(subject_token)[:, None, None, None]).any(-1)

@@ -128,8 +128,11 @@ class Dataset:
 
   def documents(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Documents [start, stop) of the corpus as (tokens int32[N, D] PAD-padded, lengths int32[N])."""
-    index = np.arange(start, stop, dtype=np.uint32)
-    tokens, lengths = corpus_lib.render_padded_documents(self.tables, index, np)
+    return self.documents_at(np.arange(start, stop, dtype=np.uint32))
+
+  def documents_at(self, index) -> tuple[np.ndarray, np.ndarray]:
+    """Documents `index` (int[N], any order) as `documents` returns them."""
+    tokens, lengths = corpus_lib.render_padded_documents(self.tables, np.asarray(index, np.uint32), np)
     left = np.argsort(tokens == corpus_lib.PAD, axis=1, kind="stable")  # kept tokens first, in order
     return np.take_along_axis(tokens, left, axis=1), lengths
 
